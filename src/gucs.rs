@@ -1,0 +1,80 @@
+//! The session settings of the contract. Ids are string settings parsed at use,
+//! so `RESET` and `set_config(.., '', true)` mean "unset", and row-level
+//! security policies can read them with `current_setting(.., true)` even in a
+//! backend that has not loaded the library yet.
+
+use std::ffi::{CStr, CString};
+
+use pgrx::prelude::*;
+use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
+
+/// The acting application user (`users.id`), recorded as actor. Unset: NULL.
+pub static USER_ID: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+
+/// The tenant the session acts for (row-level security). Unset: no tenant.
+pub static RESTAURANT_ID: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+
+/// The channel cache-invalidation notifications are sent on.
+pub static NOTIFY_CHANNEL: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(c"olaclick_cache"));
+
+/// Permits `DROP EXTENSION olaclick` while orders exist.
+pub static ALLOW_DROP: GucSetting<bool> = GucSetting::<bool>::new(false);
+
+pub fn init() {
+    GucRegistry::define_string_guc(
+        c"olaclick.user_id",
+        c"The acting application user (olaclick.users.id).",
+        c"Recorded as created_by_user_id in order history and as actor_user_id in audit_log. Unset means no actor (NULL).",
+        &USER_ID,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"olaclick.restaurant_id",
+        c"The restaurant (tenant) this session acts for.",
+        c"Row-level security shows and accepts only this restaurant's rows. Unset means none.",
+        &RESTAURANT_ID,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"olaclick.notify_channel",
+        c"Channel of the cache-invalidation notifications.",
+        c"One notification per restaurant touched is sent on it when a transaction that changed orders commits.",
+        &NOTIFY_CHANNEL,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_bool_guc(
+        c"olaclick.allow_drop",
+        c"Permits DROP EXTENSION olaclick while orders exist.",
+        c"Off by default, so dropping the extension cannot silently destroy business data.",
+        &ALLOW_DROP,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+}
+
+/// `olaclick.user_id` as a user id; `None` when unset or empty.
+pub fn user_id() -> Option<i32> {
+    parse_id(c"olaclick.user_id", USER_ID.get())
+}
+
+fn parse_id(name: &CStr, value: Option<CString>) -> Option<i32> {
+    let value = value?;
+    let text = value.to_string_lossy();
+    let text = text.trim();
+    if text.is_empty() {
+        return None;
+    }
+    match text.parse::<i32>() {
+        Ok(id) if id > 0 => Some(id),
+        _ => crate::error::refuse(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("{} must be a positive integer id, not \"{text}\"", name.to_string_lossy()),
+            format!("{} = \"{text}\"", name.to_string_lossy()),
+            "Set it to an id, or RESET it.".into(),
+        ),
+    }
+}

@@ -1,0 +1,37 @@
+//! olaclick: the restaurant-ordering data model as a PostgreSQL extension.
+//!
+//! The DDL lives in `sql/`, in the order below; each Rust module holds one
+//! guarantee. `../README.md` maps every contract rule to the file enforcing it.
+
+use pgrx::prelude::*;
+
+mod drop_guard;
+mod error;
+mod gucs;
+mod lines;
+mod plans;
+
+#[cfg(any(test, feature = "pg_test"))]
+mod tests;
+
+::pgrx::pg_module_magic!(name, version);
+
+extension_sql_file!("../sql/schema.sql", name = "schema", bootstrap);
+extension_sql_file!("../sql/demo.sql", name = "demo");
+extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
+
+#[pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    gucs::init();
+}
+
+/// Required by `cargo pgrx test`.
+#[cfg(test)]
+pub mod pg_test {
+    pub fn setup(_options: Vec<&str>) {}
+
+    #[must_use]
+    pub fn postgresql_conf_options() -> Vec<&'static str> {
+        vec![]
+    }
+}
