@@ -43,8 +43,8 @@ DECLARE
     r_ids      integer[];
     done       bigint := 0;
     this_batch bigint;
-    n_lines    bigint := 0;
-    n_history  bigint := 0;
+    lines_loaded   bigint := 0;
+    history_loaded bigint := 0;
     added      bigint;
 BEGIN
     IF n_rest < 1 OR n_users < 1 OR n_branches < 1 OR n_clients < 1 OR n_products < 1
@@ -96,8 +96,6 @@ BEGIN
 
     -- Per restaurant, its clients, branches and products numbered 1..n, so an
     -- order can pick one of its own restaurant's rows with a random number.
-    DROP TABLE IF EXISTS pg_temp.demo_clients, pg_temp.demo_branches, pg_temp.demo_products,
-                         pg_temp.demo_orders, pg_temp.demo_lines;
     CREATE TEMP TABLE demo_clients ON COMMIT DROP AS
         SELECT restaurant_id, row_number() OVER (PARTITION BY restaurant_id ORDER BY id) AS n, id
         FROM olaclick.clients WHERE restaurant_id = ANY (r_ids);
@@ -167,7 +165,7 @@ BEGIN
         INSERT INTO olaclick.order_details (order_id, product_id, quantity, price, restaurant_id)
         SELECT order_id, product_id, quantity, price, restaurant_id FROM demo_lines;
         GET DIAGNOSTICS added = ROW_COUNT;
-        n_lines := n_lines + added;
+        lines_loaded := lines_loaded + added;
 
         INSERT INTO olaclick.order_status_history (order_id, restaurant_id, status, changed_at)
         SELECT o.id, o.restaurant_id, s.status, s.at
@@ -177,7 +175,7 @@ BEGIN
                                    ('delivered', o.delivered_at, o.fate < 0.3)) AS s (status, at, reached)
         WHERE s.reached;
         GET DIAGNOSTICS added = ROW_COUNT;
-        n_history := n_history + added;
+        history_loaded := history_loaded + added;
 
         done := done + this_batch;
         IF n_orders > load_demo.batch_size THEN
@@ -196,8 +194,8 @@ BEGIN
         ('clients', n_rest::bigint * n_clients),
         ('products', n_rest::bigint * n_products),
         ('orders', n_orders),
-        ('order_details', n_lines),
-        ('order_status_history', n_history);
+        ('order_details', lines_loaded),
+        ('order_status_history', history_loaded);
 END
 $load_demo$;
 

@@ -20,7 +20,9 @@ pub extern "C" fn pg_finfo_olaclick_drop_guard() -> &'static pg_sys::Pg_finfo_re
 /// `olaclick.drop_guard()`, an `event_trigger` function (see `sql/finalize.sql`).
 #[no_mangle]
 #[pg_guard]
-pub unsafe extern "C-unwind" fn olaclick_drop_guard(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+pub unsafe extern "C-unwind" fn olaclick_drop_guard(
+    fcinfo: pg_sys::FunctionCallInfo,
+) -> pg_sys::Datum {
     let context = (*fcinfo).context;
     if context.is_null() || !pgrx::is_a(context, pg_sys::NodeTag::T_EventTriggerData) {
         error!("olaclick.drop_guard() can only be called as an event trigger");
@@ -46,11 +48,13 @@ unsafe fn drops_olaclick(parsetree: *mut pg_sys::Node) -> bool {
     if (*stmt).removeType != pg_sys::ObjectType::OBJECT_EXTENSION {
         return false;
     }
-    let names = PgList::<pg_sys::Node>::from_pg((*stmt).objects);
-    names.iter_ptr().any(|name| {
+    let names = pgrx::PgList::<pg_sys::Node>::from_pg((*stmt).objects);
+    let named = names.iter_ptr().any(|name| {
         pgrx::is_a(name, pg_sys::NodeTag::T_String)
-            && std::ffi::CStr::from_ptr((*(name as *mut pg_sys::String)).sval).to_bytes() == b"olaclick"
-    })
+            && std::ffi::CStr::from_ptr((*(name as *mut pg_sys::String)).sval).to_bytes()
+                == b"olaclick"
+    });
+    named
 }
 
 fn holds_orders() -> bool {

@@ -2,8 +2,8 @@
 //! travel through this type: they are raised with `ereport!` and a contract
 //! SQLSTATE, because an `Err` out of a trigger reaches the client as XX000.
 
-use pgrx::heap_tuple::PgHeapTupleError;
 use pgrx::datum::TryFromDatumError;
+use pgrx::heap_tuple::PgHeapTupleError;
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
 
@@ -20,8 +20,6 @@ pub enum Error {
     #[error("olaclick: trigger {0} fired on the wrong event")]
     WrongEvent(&'static str),
 }
-
-pub type Result<T> = std::result::Result<T, Error>;
 
 /// Refuses the statement with a contract SQLSTATE, a message a person can act
 /// on, the row it is about (detail) and what is allowed instead (hint).

@@ -10,6 +10,8 @@ mod error;
 mod gucs;
 mod lines;
 mod plans;
+mod restore;
+mod tenancy;
 
 #[cfg(any(test, feature = "pg_test"))]
 mod tests;

@@ -6,7 +6,7 @@
 
 use pgrx::prelude::*;
 
-use crate::error::{refuse, Error, Result};
+use crate::error::{refuse, Error};
 use crate::plans::Stmt;
 
 static ORDER_TENANT: Stmt = Stmt {
@@ -18,13 +18,19 @@ static ORDER_TENANT: Stmt = Stmt {
 #[pg_trigger]
 fn order_details_before_insert<'a>(
     trigger: &'a PgTrigger<'a>,
-) -> Result<Option<PgHeapTuple<'a, impl WhoAllocated>>> {
-    let mut line = trigger.new().ok_or(Error::WrongEvent("order_details_before_insert"))?.into_owned();
+) -> Result<Option<PgHeapTuple<'a, impl WhoAllocated>>, Error> {
+    let mut line = trigger
+        .new()
+        .ok_or(Error::WrongEvent("order_details_before_insert"))?
+        .into_owned();
     if line.get_by_name::<i32>("restaurant_id")?.is_none() {
         // NULL order_id is left for the NOT NULL constraint to report.
         if let Some(order_id) = line.get_by_name::<i64>("order_id")? {
             let restaurant_id = Spi::connect_mut(|client| {
-                ORDER_TENANT.run(client, &[order_id.into()], |rows| rows.first().get_one::<i32>())
+                ORDER_TENANT.run(client, &[order_id.into()], |rows| match rows.is_empty() {
+                    true => Ok(None),
+                    false => rows.first().get_one::<i32>(),
+                })
             })?;
             match restaurant_id {
                 Some(restaurant_id) => line.set_by_name("restaurant_id", restaurant_id)?,

@@ -1,0 +1,102 @@
+//! A restaurant's creator is one of its own users.
+//!
+//! Every other tenant reference is a composite foreign key (`sql/schema.sql`).
+//! This one cannot be: users reference their restaurant, so a key back from
+//! restaurants to users makes a cycle, and pg_restore, which loads each
+//! extension table in its own transaction, could then load neither table. So
+//! the same rule is kept by this pair of triggers, which let a restore load
+//! restaurants before their users.
+
+use pgrx::prelude::*;
+
+use crate::error::{refuse, Error};
+use crate::plans::Stmt;
+use crate::restore::restoring;
+
+// FOR KEY SHARE: the user can't be deleted or moved until we commit, as a
+// foreign key check would lock it.
+static USER_TENANT: Stmt = Stmt {
+    sql: "SELECT restaurant_id FROM olaclick.users WHERE id = $1 FOR KEY SHARE",
+    args: &[PgBuiltInOids::INT4OID],
+};
+
+static CREATED_RESTAURANT: Stmt = Stmt {
+    sql: "SELECT EXISTS (SELECT 1 FROM olaclick.restaurants WHERE id = $1 AND created_by_user_id = $2)",
+    args: &[PgBuiltInOids::INT4OID, PgBuiltInOids::INT4OID],
+};
+
+/// BEFORE INSERT OR UPDATE OF created_by_user_id ON restaurants FOR EACH ROW.
+#[pg_trigger]
+fn restaurants_creator_check<'a>(
+    trigger: &'a PgTrigger<'a>,
+) -> Result<Option<PgHeapTuple<'a, impl WhoAllocated>>, Error> {
+    let row = trigger
+        .new()
+        .ok_or(Error::WrongEvent("restaurants_creator_check"))?;
+    let (Some(restaurant), Some(user)) = (
+        row.get_by_name::<i32>("id")?,
+        row.get_by_name::<i32>("created_by_user_id")?,
+    ) else {
+        return Ok(Some(row));
+    };
+    let owner = Spi::connect_mut(|client| {
+        USER_TENANT.run(client, &[user.into()], |rows| match rows.is_empty() {
+            true => Ok(None),
+            false => rows.first().get_one::<i32>(),
+        })
+    })?;
+    match owner {
+        Some(owner) if owner == restaurant => {}
+        None if restoring() => {}
+        _ => refuse(
+            PgSqlErrorCode::ERRCODE_FOREIGN_KEY_VIOLATION,
+            format!("user {user} is not a user of restaurant {restaurant}"),
+            match owner {
+                Some(owner) => format!("User {user} belongs to restaurant {owner}."),
+                None => format!("There is no user {user}."),
+            },
+            "A restaurant's created_by_user_id must name one of its own users.".into(),
+        ),
+    }
+    Ok(Some(row))
+}
+
+/// BEFORE DELETE OR UPDATE OF id, restaurant_id ON users FOR EACH ROW: the
+/// other half of the rule, as ON DELETE / ON UPDATE NO ACTION would be.
+#[pg_trigger]
+fn users_creator_guard<'a>(
+    trigger: &'a PgTrigger<'a>,
+) -> Result<Option<PgHeapTuple<'a, impl WhoAllocated>>, Error> {
+    let old = trigger
+        .old()
+        .ok_or(Error::WrongEvent("users_creator_guard"))?;
+    let (Some(user), Some(restaurant)) = (
+        old.get_by_name::<i32>("id")?,
+        old.get_by_name::<i32>("restaurant_id")?,
+    ) else {
+        return Ok(trigger.new().or(Some(old)));
+    };
+    if let Some(new) = trigger.new() {
+        let same = new.get_by_name::<i32>("id")? == Some(user)
+            && new.get_by_name::<i32>("restaurant_id")? == Some(restaurant);
+        if same {
+            return Ok(Some(new));
+        }
+    }
+    // When the restaurant itself is being deleted (the cascade), it is no
+    // longer visible here and the user may go with it.
+    let referenced = Spi::connect_mut(|client| {
+        CREATED_RESTAURANT.run(client, &[restaurant.into(), user.into()], |rows| {
+            rows.first().get_one::<bool>()
+        })
+    })?;
+    if referenced == Some(true) {
+        refuse(
+            PgSqlErrorCode::ERRCODE_FOREIGN_KEY_VIOLATION,
+            format!("user {user} is the creator of restaurant {restaurant}"),
+            format!("restaurants.created_by_user_id = {user} for restaurant {restaurant}."),
+            "Set the restaurant's created_by_user_id to another of its users (or NULL) first, or deactivate the user (status 'I' or 'B').".into(),
+        );
+    }
+    Ok(trigger.new().or(Some(old)))
+}

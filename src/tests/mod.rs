@@ -1,0 +1,97 @@
+//! `#[pg_test]`s: each runs inside its own transaction, rolled back at the end.
+//! Sequences do not roll back, so tests use `RETURNING id`, never literal ids.
+
+use pgrx::prelude::*;
+
+mod demo;
+mod drop_guard;
+mod dump_restore;
+mod schema;
+mod tenancy;
+
+/// Runs `sql` in a subtransaction and returns `SQLSTATE: message` if it
+/// failed, `None` if it succeeded. The subtransaction (a PL/pgSQL exception
+/// block) keeps the test's transaction usable after the error.
+pub fn try_sql(sql: &str) -> Option<String> {
+    Spi::run(
+        "CREATE OR REPLACE FUNCTION pg_temp.olaclick_try(sql text) RETURNS text
+         LANGUAGE plpgsql AS $$
+         BEGIN EXECUTE sql; RETURN NULL;
+         EXCEPTION WHEN OTHERS THEN RETURN SQLSTATE || ': ' || SQLERRM;
+         END $$",
+    )
+    .unwrap();
+    Spi::get_one_with_args::<String>("SELECT pg_temp.olaclick_try($1)", &[sql.into()]).unwrap()
+}
+
+/// Asserts that `sql` fails with `sqlstate`, and returns the message.
+#[track_caller]
+pub fn assert_fails(sql: &str, sqlstate: &str) -> String {
+    match try_sql(sql) {
+        None => panic!("expected {sqlstate}, but it succeeded: {sql}"),
+        Some(error) => {
+            assert!(
+                error.starts_with(sqlstate),
+                "expected {sqlstate}, got {error}\n  for: {sql}"
+            );
+            error
+        }
+    }
+}
+
+#[track_caller]
+pub fn assert_ok(sql: &str) {
+    if let Some(error) = try_sql(sql) {
+        panic!("expected success, got {error}\n  for: {sql}");
+    }
+}
+
+pub fn one<T: pgrx::IntoDatum + pgrx::FromDatum>(sql: &str) -> T {
+    Spi::get_one::<T>(sql)
+        .unwrap()
+        .unwrap_or_else(|| panic!("NULL from {sql}"))
+}
+
+/// A restaurant with one user, branch, client and product. Returns their ids.
+pub struct Tenant {
+    pub restaurant: i32,
+    pub user: i32,
+    pub branch: i32,
+    pub client: i32,
+    pub product: i32,
+}
+
+pub fn tenant(name: &str) -> Tenant {
+    let restaurant: i32 = one(&format!(
+        "INSERT INTO olaclick.restaurants (name) VALUES ('{name}') RETURNING id"
+    ));
+    let user: i32 = one(&format!(
+        "INSERT INTO olaclick.users (restaurant_id, username, email, password_hash, status)
+         VALUES ({restaurant}, 'u_{name}_{restaurant}', 'u_{name}_{restaurant}@x.test', 'h', 'A') RETURNING id"
+    ));
+    let branch: i32 = one(&format!(
+        "INSERT INTO olaclick.branches (restaurant_id, name, address) VALUES ({restaurant}, 'b', 'a') RETURNING id"
+    ));
+    let client: i32 = one(&format!(
+        "INSERT INTO olaclick.clients (restaurant_id, name, email) VALUES ({restaurant}, 'c', 'c@x.test') RETURNING id"
+    ));
+    let product: i32 = one(&format!(
+        "INSERT INTO olaclick.products (restaurant_id, name, price) VALUES ({restaurant}, 'p', 12.50) RETURNING id"
+    ));
+    Tenant {
+        restaurant,
+        user,
+        branch,
+        client,
+        product,
+    }
+}
+
+impl Tenant {
+    pub fn order(&self) -> i64 {
+        one(&format!(
+            "INSERT INTO olaclick.orders (restaurant_id, client_id, branch_id) VALUES ({}, {}, {}) RETURNING id",
+            self.restaurant, self.client, self.branch
+        ))
+    }
+}
