@@ -141,9 +141,9 @@ CREATE INDEX products_restaurant_name_idx ON products (restaurant_id, name);
 CREATE INDEX branches_restaurant_name_idx ON branches (restaurant_id, name);
 
 -- A tenant's orders by status, newest first: covers the dashboard query and the
--- cache reader (id, total, client_id ride along for index-only scans).
+-- cache reader (id, client_id, total ride along for index-only scans).
 CREATE INDEX orders_restaurant_status_created_idx
-    ON orders (restaurant_id, status, created_at) INCLUDE (client_id, total);
+    ON orders (restaurant_id, status, created_at) INCLUDE (id, client_id, total);
 CREATE INDEX orders_restaurant_created_idx ON orders (restaurant_id, created_at);
 -- Serves the client foreign key and a client's order history.
 CREATE INDEX orders_restaurant_client_created_idx ON orders (restaurant_id, client_id, created_at);
