@@ -1,22 +1,60 @@
 -- Wiring of the Rust functions into the data model; runs after pgrx has
--- created them.
+-- created them. Each trigger names the file that holds its rule.
 
-CREATE TRIGGER order_details_before_insert
+-- src/status.rs: the status machine, totals written only by olaclick, history.
+CREATE TRIGGER orders_guard
+    BEFORE INSERT OR UPDATE ON orders
+    FOR EACH ROW EXECUTE FUNCTION orders_guard();
+CREATE TRIGGER orders_history_insert
+    AFTER INSERT ON orders REFERENCING NEW TABLE AS new_orders
+    FOR EACH STATEMENT EXECUTE FUNCTION orders_history();
+CREATE TRIGGER orders_history_update
+    AFTER UPDATE ON orders REFERENCING OLD TABLE AS old_orders NEW TABLE AS new_orders
+    FOR EACH STATEMENT EXECUTE FUNCTION orders_history();
+
+-- src/lines.rs: a line's tenant and price default from its order and product.
+CREATE TRIGGER order_details_defaults
     BEFORE INSERT ON order_details
-    FOR EACH ROW EXECUTE FUNCTION order_details_before_insert();
+    FOR EACH ROW EXECUTE FUNCTION order_details_defaults();
 
+-- src/totals.rs: totals follow the lines; lines of sent orders are frozen.
+-- (A trigger with transition tables serves one event, hence three.)
+CREATE TRIGGER order_details_totals_insert
+    AFTER INSERT ON order_details REFERENCING NEW TABLE AS new_lines
+    FOR EACH STATEMENT EXECUTE FUNCTION order_details_totals();
+CREATE TRIGGER order_details_totals_update
+    AFTER UPDATE ON order_details REFERENCING OLD TABLE AS old_lines NEW TABLE AS new_lines
+    FOR EACH STATEMENT EXECUTE FUNCTION order_details_totals();
+CREATE TRIGGER order_details_totals_delete
+    AFTER DELETE ON order_details REFERENCING OLD TABLE AS old_lines
+    FOR EACH STATEMENT EXECUTE FUNCTION order_details_totals();
+
+-- src/immutable.rs: history and audit are append-only.
+CREATE TRIGGER order_status_history_insert_guard
+    BEFORE INSERT ON order_status_history
+    FOR EACH STATEMENT EXECUTE FUNCTION history_insert_guard();
+CREATE TRIGGER order_status_history_append_only
+    BEFORE UPDATE OR TRUNCATE ON order_status_history
+    FOR EACH STATEMENT EXECUTE FUNCTION append_only_guard();
+CREATE TRIGGER order_status_history_delete_guard
+    AFTER DELETE ON order_status_history REFERENCING OLD TABLE AS old_history
+    FOR EACH STATEMENT EXECUTE FUNCTION history_delete_guard();
+CREATE TRIGGER audit_log_append_only
+    BEFORE UPDATE OR DELETE OR TRUNCATE ON audit_log
+    FOR EACH STATEMENT EXECUTE FUNCTION append_only_guard();
+
+-- src/tenancy.rs: a restaurant's creator is one of its users.
 CREATE TRIGGER restaurants_creator_check
     BEFORE INSERT OR UPDATE OF created_by_user_id ON restaurants
     FOR EACH ROW EXECUTE FUNCTION restaurants_creator_check();
-
 CREATE TRIGGER users_creator_guard
     BEFORE DELETE OR UPDATE OF id, restaurant_id ON users
     FOR EACH ROW EXECUTE FUNCTION users_creator_guard();
 
+-- src/drop_guard.rs: DROP EXTENSION is refused while orders exist.
 CREATE FUNCTION drop_guard() RETURNS event_trigger
     LANGUAGE c AS 'MODULE_PATHNAME', 'olaclick_drop_guard';
 REVOKE ALL ON FUNCTION drop_guard() FROM PUBLIC;
-
 CREATE EVENT TRIGGER olaclick_drop_guard ON ddl_command_start
     WHEN TAG IN ('DROP EXTENSION')
     EXECUTE FUNCTION drop_guard();

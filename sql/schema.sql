@@ -9,6 +9,11 @@
 -- (status 'I'/'B'), not deleted, so an actor on record can't vanish. Deleting a
 -- restaurant still removes everything it owns through the CASCADE chain.
 
+-- created_by_user_id defaults to current_actor() (src/gucs.rs): the acting
+-- user, olaclick.user_id, so rows record their creator without the application
+-- repeating it. Not on restaurants: their creator must be one of their own
+-- users, and whoever creates a restaurant acts for another one.
+
 CREATE TYPE order_status AS ENUM ('initiated', 'sent', 'delivered');
 CREATE TYPE user_status AS ENUM ('A', 'I', 'B');
 COMMENT ON TYPE user_status IS 'A: active, I: inactive, B: blocked';
@@ -42,7 +47,7 @@ CREATE TABLE branches (
     name               varchar(100) NOT NULL,
     address            text NOT NULL,
     created_at         timestamptz NOT NULL DEFAULT now(),
-    created_by_user_id integer,
+    created_by_user_id integer DEFAULT current_actor(),
     UNIQUE (restaurant_id, id),
     FOREIGN KEY (restaurant_id, created_by_user_id) REFERENCES users (restaurant_id, id)
 );
@@ -54,7 +59,7 @@ CREATE TABLE clients (
     email              varchar(100) NOT NULL,
     phone              varchar(20),
     created_at         timestamptz NOT NULL DEFAULT now(),
-    created_by_user_id integer,
+    created_by_user_id integer DEFAULT current_actor(),
     UNIQUE (restaurant_id, email),
     UNIQUE (restaurant_id, id),
     FOREIGN KEY (restaurant_id, created_by_user_id) REFERENCES users (restaurant_id, id)
@@ -67,7 +72,7 @@ CREATE TABLE products (
     description        text,
     price              numeric(12,2) NOT NULL CHECK (price >= 0),
     created_at         timestamptz NOT NULL DEFAULT now(),
-    created_by_user_id integer,
+    created_by_user_id integer DEFAULT current_actor(),
     UNIQUE (restaurant_id, id),
     FOREIGN KEY (restaurant_id, created_by_user_id) REFERENCES users (restaurant_id, id)
 );
@@ -80,7 +85,7 @@ CREATE TABLE orders (
     total              numeric(14,2) NOT NULL DEFAULT 0 CHECK (total >= 0),
     status             order_status NOT NULL DEFAULT 'initiated',
     created_at         timestamptz NOT NULL DEFAULT now(),
-    created_by_user_id integer,
+    created_by_user_id integer DEFAULT current_actor(),
     UNIQUE (restaurant_id, id),
     FOREIGN KEY (restaurant_id, client_id) REFERENCES clients (restaurant_id, id),
     FOREIGN KEY (restaurant_id, branch_id) REFERENCES branches (restaurant_id, id),
@@ -95,7 +100,7 @@ CREATE TABLE order_details (
     product_id         integer NOT NULL,
     quantity           integer NOT NULL CHECK (quantity > 0),
     price              numeric(12,2) NOT NULL CHECK (price >= 0),
-    created_by_user_id integer,
+    created_by_user_id integer DEFAULT current_actor(),
     restaurant_id      integer NOT NULL,
     PRIMARY KEY (order_id, product_id),
     FOREIGN KEY (restaurant_id, order_id) REFERENCES orders (restaurant_id, id) ON DELETE CASCADE,
@@ -108,7 +113,7 @@ CREATE TABLE order_status_history (
     order_id           bigint NOT NULL,
     status             order_status NOT NULL,
     changed_at         timestamptz NOT NULL DEFAULT now(),
-    created_by_user_id integer,
+    created_by_user_id integer DEFAULT current_actor(),
     restaurant_id      integer NOT NULL,
     FOREIGN KEY (restaurant_id, order_id) REFERENCES orders (restaurant_id, id) ON DELETE CASCADE,
     FOREIGN KEY (restaurant_id, created_by_user_id) REFERENCES users (restaurant_id, id)

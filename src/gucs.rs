@@ -61,6 +61,13 @@ pub fn user_id() -> Option<i32> {
     parse_id(c"olaclick.user_id", USER_ID.get())
 }
 
+/// `olaclick.current_actor()`: the acting user, the default of every
+/// `created_by_user_id`. NULL when `olaclick.user_id` is unset.
+#[pg_extern(stable, parallel_safe)]
+pub fn current_actor() -> Option<i32> {
+    user_id()
+}
+
 fn parse_id(name: &CStr, value: Option<CString>) -> Option<i32> {
     let value = value?;
     let text = value.to_string_lossy();

@@ -8,18 +8,26 @@ use pgrx::prelude::*;
 mod drop_guard;
 mod error;
 mod gucs;
+mod immutable;
 mod lines;
 mod plans;
 mod restore;
+mod scope;
+mod status;
 mod tenancy;
+mod totals;
 
 #[cfg(any(test, feature = "pg_test"))]
 mod tests;
 
 ::pgrx::pg_module_magic!(name, version);
 
-extension_sql_file!("../sql/schema.sql", name = "schema", bootstrap);
-extension_sql_file!("../sql/demo.sql", name = "demo");
+extension_sql_file!(
+    "../sql/schema.sql",
+    name = "schema",
+    requires = [gucs::current_actor]
+);
+extension_sql_file!("../sql/demo.sql", name = "demo", requires = ["schema"]);
 extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 
 #[pg_guard]

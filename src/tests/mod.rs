@@ -6,6 +6,7 @@ use pgrx::prelude::*;
 mod demo;
 mod drop_guard;
 mod dump_restore;
+mod orders;
 mod schema;
 mod tenancy;
 
@@ -46,8 +47,11 @@ pub fn assert_ok(sql: &str) {
     }
 }
 
+/// The single value `sql` returns. Runs without a row limit: with one (as
+/// `Spi::get_one` has), the executor stops an `INSERT ... RETURNING` after its
+/// first row and statement-level AFTER triggers never fire.
 pub fn one<T: pgrx::IntoDatum + pgrx::FromDatum>(sql: &str) -> T {
-    Spi::get_one::<T>(sql)
+    Spi::connect_mut(|client| client.update(sql, None, &[])?.first().get_one::<T>())
         .unwrap()
         .unwrap_or_else(|| panic!("NULL from {sql}"))
 }

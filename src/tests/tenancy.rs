@@ -95,17 +95,6 @@ mod tests {
     }
 
     #[pg_test]
-    fn history_rows_stay_in_their_order_restaurant() {
-        let a = tenant("a");
-        let b = tenant("b");
-        let order = a.order();
-        assert_fails(
-            &format!("INSERT INTO olaclick.order_status_history (order_id, status, restaurant_id) VALUES ({order}, 'initiated', {})", b.restaurant),
-            "23503",
-        );
-    }
-
-    #[pg_test]
     fn moving_an_order_to_another_restaurant_is_refused() {
         let a = tenant("a");
         let b = tenant("b");

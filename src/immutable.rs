@@ -1,0 +1,93 @@
+//! History and audit rows are never updated or deleted by hand (contract
+//! rule 7), for every role, superuser included; history is written only by
+//! olaclick (rule 3) and goes away only with its order.
+//!
+//! All statement-level: a refusal costs nothing per row.
+
+use pgrx::prelude::*;
+
+use crate::error::{refuse, Error};
+use crate::plans::Stmt;
+use crate::restore::restoring;
+use crate::scope::{self, Writer};
+use crate::status::register_transition_tables;
+
+fn refuse_write(table: &str, action: &str, hint: &str) -> ! {
+    refuse(
+        PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+        format!("olaclick.{table} is append-only: {action} is not allowed"),
+        format!("A statement tried to {action} rows of olaclick.{table}."),
+        hint.into(),
+    )
+}
+
+const HISTORY_HINT: &str =
+    "History is written by olaclick when orders are inserted or change status, and is deleted with its order.";
+
+/// BEFORE INSERT ON order_status_history FOR EACH STATEMENT.
+#[pg_trigger]
+fn history_insert_guard<'a>(
+    _trigger: &'a PgTrigger<'a>,
+) -> Result<Option<PgHeapTuple<'a, impl WhoAllocated>>, Error> {
+    if !scope::is_open(Writer::History) && !restoring() {
+        refuse_write("order_status_history", "insert", HISTORY_HINT);
+    }
+    Ok(None::<PgHeapTuple<'a, AllocatedByRust>>)
+}
+
+/// BEFORE UPDATE OR TRUNCATE FOR EACH STATEMENT on order_status_history and
+/// audit_log; BEFORE DELETE too on audit_log.
+#[pg_trigger]
+fn append_only_guard<'a>(
+    trigger: &'a PgTrigger<'a>,
+) -> Result<Option<PgHeapTuple<'a, impl WhoAllocated>>, Error> {
+    let table = trigger.table_name()?;
+    let action = match trigger.op()? {
+        PgTriggerOperation::Update => "update",
+        PgTriggerOperation::Delete => "delete",
+        PgTriggerOperation::Truncate => "truncate",
+        PgTriggerOperation::Insert => {
+            return Err::<Option<PgHeapTuple<'a, AllocatedByRust>>, _>(Error::WrongEvent(
+                "append_only_guard",
+            ))
+        }
+    };
+    let hint = if table == "audit_log" {
+        "The audit log is kept as written; see the README for archiving old rows."
+    } else {
+        HISTORY_HINT
+    };
+    refuse_write(&table, action, hint)
+}
+
+/// History rows deleted while their order is still there.
+static ORPHANED_HISTORY: Stmt = Stmt {
+    sql: "SELECT h.order_id FROM old_history h
+          WHERE EXISTS (SELECT 1 FROM olaclick.orders o WHERE o.id = h.order_id) LIMIT 1",
+    args: &[],
+};
+
+/// AFTER DELETE ON order_status_history FOR EACH STATEMENT, with the
+/// transition table old_history. Deleting an order cascades to its history
+/// after the order row is gone from view; any other delete finds the order.
+#[pg_trigger]
+fn history_delete_guard<'a>(
+    trigger: &'a PgTrigger<'a>,
+) -> Result<Option<PgHeapTuple<'a, impl WhoAllocated>>, Error> {
+    let order = Spi::connect_mut(|client| {
+        register_transition_tables(trigger);
+        ORPHANED_HISTORY.run(client, &[], |rows| match rows.is_empty() {
+            true => Ok(None),
+            false => rows.first().get_one::<i64>(),
+        })
+    })?;
+    if let Some(order) = order {
+        refuse(
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            "olaclick.order_status_history is append-only: delete is not allowed".into(),
+            format!("A statement tried to delete history of order {order}, which still exists."),
+            HISTORY_HINT.into(),
+        );
+    }
+    Ok(None::<PgHeapTuple<'a, AllocatedByRust>>)
+}

@@ -1,0 +1,173 @@
+//! Order status: the state machine (contract rules 1, 2, 4) and its history
+//! (rule 3).
+//!
+//! The machine is a BEFORE ROW trigger in pure Rust: no SPI per row. When two
+//! sessions move the same order, the second waits for the first's row lock and
+//! PostgreSQL hands this trigger the newest row version, so the move is judged
+//! against the status that won (under REPEATABLE READ the second fails with
+//! 40001 instead). History is written once per statement, from the transition
+//! tables, in one kept INSERT ... SELECT.
+
+use pgrx::prelude::*;
+use pgrx::{pg_sys, AnyNumeric};
+
+use crate::error::{refuse, Error};
+use crate::gucs;
+use crate::plans::Stmt;
+use crate::restore::restoring;
+use crate::scope::{self, Writer};
+
+const ORDER: [&str; 3] = ["initiated", "sent", "delivered"];
+
+/// BEFORE INSERT OR UPDATE ON orders FOR EACH ROW.
+#[pg_trigger]
+fn orders_guard<'a>(
+    trigger: &'a PgTrigger<'a>,
+) -> Result<Option<PgHeapTuple<'a, impl WhoAllocated>>, Error> {
+    let new = trigger.new().ok_or(Error::WrongEvent("orders_guard"))?;
+    if restoring() {
+        return Ok(Some(new));
+    }
+    let data = trigger.trigger_data();
+    let id = new.get_by_name::<i64>("id")?.unwrap_or_default();
+    let restaurant = new.get_by_name::<i32>("restaurant_id")?.unwrap_or_default();
+    let new_total = new.get_by_name::<AnyNumeric>("total")?;
+    // On INSERT the row is tg_trigtuple; on UPDATE tg_trigtuple is the old row
+    // (the newest version, after waiting for its lock) and tg_newtuple the new.
+    let is_update = trigger.old().is_some();
+    let new_tuple = if is_update {
+        data.tg_newtuple
+    } else {
+        data.tg_trigtuple
+    };
+    // SAFETY: the trigger's own relation and tuples, valid for this call.
+    let new_status = unsafe { status_of(data.tg_relation, new_tuple) };
+
+    match trigger.old() {
+        None => {
+            if new_status != "initiated" {
+                refuse(
+                    PgSqlErrorCode::ERRCODE_CHECK_VIOLATION,
+                    format!("a new order must start as initiated, not {new_status}"),
+                    format!("Order {id} of restaurant {restaurant} was inserted with status {new_status}."),
+                    "Insert the order without a status, then move it forward with UPDATE.".into(),
+                );
+            }
+            if new_total
+                .as_ref()
+                .is_some_and(|total| *total != AnyNumeric::from(0))
+            {
+                refuse_total(id, restaurant, "0", new_total);
+            }
+        }
+        Some(old) => {
+            // SAFETY: as above.
+            let old_status = unsafe { status_of(data.tg_relation, data.tg_trigtuple) };
+            if old_status != new_status {
+                let from = ORDER.iter().position(|s| *s == old_status);
+                let to = ORDER.iter().position(|s| *s == new_status);
+                if from.map(|f| f + 1) != to {
+                    refuse(
+                        PgSqlErrorCode::ERRCODE_CHECK_VIOLATION,
+                        format!("order status cannot move from {old_status} to {new_status}"),
+                        format!("Order {id} of restaurant {restaurant} is {old_status}."),
+                        match from.and_then(|f| ORDER.get(f + 1)) {
+                            Some(next) => {
+                                format!("From {old_status} the only next status is {next}.")
+                            }
+                            None => format!(
+                                "{old_status} is final: the order's status can't change any more."
+                            ),
+                        },
+                    );
+                }
+            }
+            let old_total = old.get_by_name::<AnyNumeric>("total")?;
+            if old_total != new_total && !scope::is_open(Writer::Totals) {
+                let was = old_total.map(|t| t.to_string()).unwrap_or_default();
+                refuse_total(id, restaurant, &was, new_total);
+            }
+        }
+    }
+    Ok(Some(new))
+}
+
+fn refuse_total(id: i64, restaurant: i32, was: &str, new_total: Option<AnyNumeric>) -> ! {
+    let new_total = new_total
+        .map(|t| t.to_string())
+        .unwrap_or_else(|| "NULL".into());
+    refuse(
+        PgSqlErrorCode::ERRCODE_CHECK_VIOLATION,
+        "orders.total is the sum of the order's lines and can't be written directly".into(),
+        format!("Order {id} of restaurant {restaurant}: total {was} can't be set to {new_total}."),
+        "Insert, update or delete rows of olaclick.order_details; the total follows them.".into(),
+    )
+}
+
+/// The label of the `status` column of `tuple`.
+///
+/// # Safety
+/// `relation` and `tuple` must be a valid relation of olaclick.orders and one
+/// of its tuples.
+unsafe fn status_of(relation: pg_sys::Relation, tuple: pg_sys::HeapTuple) -> String {
+    let tupdesc = (*relation).rd_att;
+    let attno = pg_sys::SPI_fnumber(tupdesc, c"status".as_ptr());
+    let datum = std::num::NonZeroUsize::new(attno.max(0) as usize)
+        .and_then(|attno| pgrx::heap_getattr_raw(tuple, attno, tupdesc));
+    match datum {
+        Some(datum) => {
+            pgrx::enum_helper::lookup_enum_by_oid(pg_sys::Oid::from(datum.value() as u32)).0
+        }
+        // status is NOT NULL; this is a NULL from a BEFORE trigger of the user's.
+        None => error!("olaclick: an order row has no status"),
+    }
+}
+
+static HISTORY_OF_INSERT: Stmt = Stmt {
+    sql: "INSERT INTO olaclick.order_status_history (order_id, restaurant_id, status, changed_at, created_by_user_id)
+          SELECT id, restaurant_id, status, statement_timestamp(), $1 FROM new_orders ORDER BY id",
+    args: &[PgBuiltInOids::INT4OID],
+};
+
+static HISTORY_OF_UPDATE: Stmt = Stmt {
+    sql: "INSERT INTO olaclick.order_status_history (order_id, restaurant_id, status, changed_at, created_by_user_id)
+          SELECT n.id, n.restaurant_id, n.status, statement_timestamp(), $1
+          FROM new_orders n JOIN old_orders o ON o.id = n.id
+          WHERE n.status <> o.status ORDER BY n.id",
+    args: &[PgBuiltInOids::INT4OID],
+};
+
+/// AFTER INSERT and AFTER UPDATE ON orders FOR EACH STATEMENT, with the
+/// transition tables new_orders (and old_orders).
+#[pg_trigger]
+fn orders_history<'a>(
+    trigger: &'a PgTrigger<'a>,
+) -> Result<Option<PgHeapTuple<'a, impl WhoAllocated>>, Error> {
+    // The totals trigger never changes a status; restored history comes with
+    // the dump.
+    if scope::is_open(Writer::Totals) || restoring() {
+        return Ok(None::<PgHeapTuple<'a, AllocatedByRust>>);
+    }
+    let stmt = match trigger.op()? {
+        PgTriggerOperation::Insert => &HISTORY_OF_INSERT,
+        PgTriggerOperation::Update => &HISTORY_OF_UPDATE,
+        _ => return Err(Error::WrongEvent("orders_history")),
+    };
+    let actor = gucs::user_id();
+    let _history = scope::enter(Writer::History);
+    Spi::connect_mut(|client| {
+        register_transition_tables(trigger);
+        stmt.run(client, &[actor.into()], |_| Ok(()))
+    })?;
+    Ok(None)
+}
+
+/// Makes the trigger's transition tables visible, by name, to SPI statements.
+pub fn register_transition_tables(trigger: &PgTrigger) {
+    let data = trigger.trigger_data() as *const pg_sys::TriggerData as *mut pg_sys::TriggerData;
+    // SAFETY: called inside Spi::connect, with the trigger's own TriggerData.
+    let rc = unsafe { pg_sys::SPI_register_trigger_data(data) };
+    if rc < 0 {
+        error!("olaclick: SPI_register_trigger_data failed ({rc})");
+    }
+}

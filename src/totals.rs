@@ -1,0 +1,125 @@
+//! `orders.total` always equals the sum of `quantity * price` over the
+//! order's lines (contract rule 4), and the lines of an order that is no
+//! longer `initiated` are frozen (rule 6).
+//!
+//! Once per statement on `order_details`, the change of each touched order's
+//! total is computed from the transition tables and applied as
+//! `total = total + delta` with `WHERE status = 'initiated'`, in one UPDATE.
+//!
+//! Why this is right under concurrency: the UPDATE takes the order's row
+//! lock. A second session changing lines of the same order waits for it; when
+//! the first commits, READ COMMITTED re-reads the newest row version and adds
+//! its delta to the total the first one left, so no change is lost (a
+//! recomputed `sum()` would read a stale snapshot and lose one). Under
+//! REPEATABLE READ the second fails with 40001 and can retry; it never writes a
+//! wrong total. Re-checking `status = 'initiated'` on that newest version also
+//! closes the race with a session sending the order: whichever locks the order
+//! first wins, and lines that arrive after the order moved are refused. Only
+//! orders rows are locked, in one statement, so a workload whose transactions
+//! each touch one order cannot deadlock here.
+
+use pgrx::prelude::*;
+
+use crate::error::{refuse, Error};
+use crate::plans::Stmt;
+use crate::restore::restoring;
+use crate::scope::{self, Writer};
+use crate::status::register_transition_tables;
+
+/// Applies per-order deltas to totals; returns how many touched orders were
+/// not updated (not initiated any more, or deleted).
+macro_rules! apply {
+    ($deltas:literal) => {
+        concat!(
+            "WITH d AS (SELECT order_id, sum(delta) AS delta FROM (",
+            $deltas,
+            ") AS lines GROUP BY order_id),
+             u AS (UPDATE olaclick.orders o SET total = o.total + d.delta FROM d
+                   WHERE o.id = d.order_id AND o.status = 'initiated' RETURNING o.id)
+             SELECT (SELECT count(*) FROM d) - (SELECT count(*) FROM u)"
+        )
+    };
+}
+
+/// Finds a touched order that still exists and is not initiated.
+macro_rules! frozen {
+    ($orders:literal) => {
+        concat!(
+            "SELECT o.id, o.restaurant_id, o.status::text FROM olaclick.orders o
+             WHERE o.id IN (",
+            $orders,
+            ") AND o.status <> 'initiated' ORDER BY o.id LIMIT 1"
+        )
+    };
+}
+
+static APPLY_INSERT: Stmt = Stmt {
+    sql: apply!("SELECT order_id, quantity * price AS delta FROM new_lines"),
+    args: &[],
+};
+static APPLY_UPDATE: Stmt = Stmt {
+    sql: apply!(
+        "SELECT order_id, quantity * price AS delta FROM new_lines
+         UNION ALL SELECT order_id, -(quantity * price) FROM old_lines"
+    ),
+    args: &[],
+};
+static APPLY_DELETE: Stmt = Stmt {
+    sql: apply!("SELECT order_id, -(quantity * price) AS delta FROM old_lines"),
+    args: &[],
+};
+static FROZEN_INSERT: Stmt = Stmt {
+    sql: frozen!("SELECT order_id FROM new_lines"),
+    args: &[],
+};
+static FROZEN_UPDATE: Stmt = Stmt {
+    sql: frozen!("SELECT order_id FROM new_lines UNION SELECT order_id FROM old_lines"),
+    args: &[],
+};
+static FROZEN_DELETE: Stmt = Stmt {
+    sql: frozen!("SELECT order_id FROM old_lines"),
+    args: &[],
+};
+
+/// AFTER INSERT / UPDATE / DELETE ON order_details FOR EACH STATEMENT, with
+/// the transition tables new_lines and/or old_lines.
+#[pg_trigger]
+fn order_details_totals<'a>(
+    trigger: &'a PgTrigger<'a>,
+) -> Result<Option<PgHeapTuple<'a, impl WhoAllocated>>, Error> {
+    // Restored orders come with their totals.
+    if restoring() {
+        return Ok(None::<PgHeapTuple<'a, AllocatedByRust>>);
+    }
+    let (apply, frozen) = match trigger.op()? {
+        PgTriggerOperation::Insert => (&APPLY_INSERT, &FROZEN_INSERT),
+        PgTriggerOperation::Update => (&APPLY_UPDATE, &FROZEN_UPDATE),
+        PgTriggerOperation::Delete => (&APPLY_DELETE, &FROZEN_DELETE),
+        _ => return Err(Error::WrongEvent("order_details_totals")),
+    };
+    let offender = Spi::connect_mut(|client| {
+        register_transition_tables(trigger);
+        let skipped = {
+            let _totals = scope::enter(Writer::Totals);
+            apply.run(client, &[], |rows| rows.first().get_one::<i64>())?
+        };
+        if skipped.unwrap_or(0) == 0 {
+            return Ok(None);
+        }
+        // Orders deleted in this transaction (a cascade from orders) are gone
+        // from view and take their lines with them; the rest are frozen.
+        frozen.run(client, &[], |rows| match rows.is_empty() {
+            true => Ok(None),
+            false => rows.first().get_three::<i64, i32, String>().map(Some),
+        })
+    })?;
+    if let Some((Some(order), Some(restaurant), Some(status))) = offender {
+        refuse(
+            PgSqlErrorCode::ERRCODE_CHECK_VIOLATION,
+            format!("the lines of order {order} are frozen: the order is {status}"),
+            format!("Order {order} of restaurant {restaurant} is {status}; only initiated orders take line changes."),
+            "Change an order's lines before it is sent.".into(),
+        );
+    }
+    Ok(None)
+}
