@@ -3,7 +3,7 @@
 
 -- src/status.rs: the status machine, totals written only by olaclick, history.
 CREATE TRIGGER orders_guard
-    BEFORE INSERT OR UPDATE ON orders
+    BEFORE INSERT OR UPDATE OR DELETE ON orders
     FOR EACH ROW EXECUTE FUNCTION orders_guard();
 CREATE TRIGGER orders_history_insert
     AFTER INSERT ON orders REFERENCING NEW TABLE AS new_orders
@@ -29,10 +29,17 @@ CREATE TRIGGER order_details_totals_delete
     AFTER DELETE ON order_details REFERENCING OLD TABLE AS old_lines
     FOR EACH STATEMENT EXECUTE FUNCTION order_details_totals();
 
--- src/immutable.rs: history and audit are append-only.
+CREATE TRIGGER order_details_no_truncate
+    BEFORE TRUNCATE ON order_details
+    FOR EACH STATEMENT EXECUTE FUNCTION order_details_no_truncate();
+
+-- src/immutable.rs: history and audit are append-only, written by olaclick only.
 CREATE TRIGGER order_status_history_insert_guard
     BEFORE INSERT ON order_status_history
-    FOR EACH STATEMENT EXECUTE FUNCTION history_insert_guard();
+    FOR EACH STATEMENT EXECUTE FUNCTION insert_guard();
+CREATE TRIGGER audit_log_insert_guard
+    BEFORE INSERT ON audit_log
+    FOR EACH STATEMENT EXECUTE FUNCTION insert_guard();
 CREATE TRIGGER order_status_history_append_only
     BEFORE UPDATE OR TRUNCATE ON order_status_history
     FOR EACH STATEMENT EXECUTE FUNCTION append_only_guard();
@@ -42,6 +49,27 @@ CREATE TRIGGER order_status_history_delete_guard
 CREATE TRIGGER audit_log_append_only
     BEFORE UPDATE OR DELETE OR TRUNCATE ON audit_log
     FOR EACH STATEMENT EXECUTE FUNCTION append_only_guard();
+
+-- src/audit.rs: every row change of every business table (and of the audit
+-- settings) is logged, one statement at a time. A trigger with transition
+-- tables serves one event, hence one per event.
+DO $$
+DECLARE t text;
+BEGIN
+    FOREACH t IN ARRAY ARRAY['restaurants', 'users', 'branches', 'clients', 'products', 'orders',
+                             'order_details', 'order_status_history', 'audit_settings'] LOOP
+        EXECUTE format('CREATE TRIGGER %1$s_audit_insert AFTER INSERT ON olaclick.%1$I
+                          REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION olaclick.audit()', t);
+        EXECUTE format('CREATE TRIGGER %1$s_audit_update AFTER UPDATE ON olaclick.%1$I
+                          REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION olaclick.audit()', t);
+        EXECUTE format('CREATE TRIGGER %1$s_audit_delete AFTER DELETE ON olaclick.%1$I
+                          REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION olaclick.audit()', t);
+        EXECUTE format('CREATE TRIGGER %1$s_audit_truncate AFTER TRUNCATE ON olaclick.%1$I
+                          FOR EACH STATEMENT EXECUTE FUNCTION olaclick.audit()', t);
+    END LOOP;
+END
+$$;
+REVOKE ALL ON FUNCTION audit_purge(timestamptz, text) FROM PUBLIC;
 
 -- src/tenancy.rs: a restaurant's creator is one of its users.
 CREATE TRIGGER restaurants_creator_check

@@ -38,14 +38,23 @@ pub fn init() {
         GucContext::Userset,
         GucFlags::default(),
     );
-    GucRegistry::define_string_guc(
-        c"olaclick.notify_channel",
-        c"Channel of the cache-invalidation notifications.",
-        c"One notification per restaurant touched is sent on it when a transaction that changed orders commits.",
-        &NOTIFY_CHANNEL,
-        GucContext::Userset,
-        GucFlags::default(),
-    );
+    // Defined directly, for its check hook (pgrx 0.18 has none for strings).
+    // SAFETY: static name, texts and variable, as DefineCustomStringVariable needs.
+    unsafe {
+        pgrx::pg_sys::DefineCustomStringVariable(
+            c"olaclick.notify_channel".as_ptr(),
+            c"Channel of the cache-invalidation notifications.".as_ptr(),
+            c"One notification per restaurant touched is sent on it when a transaction that changed orders commits."
+                .as_ptr(),
+            NOTIFY_CHANNEL.as_ptr(),
+            c"olaclick_cache".as_ptr(),
+            GucContext::Userset as isize as _,
+            GucFlags::default().bits(),
+            Some(crate::notify::check_channel),
+            None,
+            None,
+        );
+    }
     GucRegistry::define_bool_guc(
         c"olaclick.allow_drop",
         c"Permits DROP EXTENSION olaclick while orders exist.",

@@ -24,19 +24,30 @@ fn refuse_write(table: &str, action: &str, hint: &str) -> ! {
 const HISTORY_HINT: &str =
     "History is written by olaclick when orders are inserted or change status, and is deleted with its order.";
 
-/// BEFORE INSERT ON order_status_history FOR EACH STATEMENT.
+const AUDIT_HINT: &str =
+    "The audit log is written by olaclick; olaclick.audit_purge() archives and removes old rows.";
+
+/// BEFORE INSERT FOR EACH STATEMENT on order_status_history and audit_log:
+/// only olaclick writes them (and a restore puts them back).
 #[pg_trigger]
-fn history_insert_guard<'a>(
-    _trigger: &'a PgTrigger<'a>,
+fn insert_guard<'a>(
+    trigger: &'a PgTrigger<'a>,
 ) -> Result<Option<PgHeapTuple<'a, impl WhoAllocated>>, Error> {
-    if !scope::is_open(Writer::History) && !restoring() {
-        refuse_write("order_status_history", "insert", HISTORY_HINT);
+    let table = trigger.table_name()?;
+    let (writer, hint) = if table == "audit_log" {
+        (Writer::Audit, AUDIT_HINT)
+    } else {
+        (Writer::History, HISTORY_HINT)
+    };
+    if !scope::is_open(writer) && !restoring() {
+        refuse_write(&table, "insert", hint);
     }
     Ok(None::<PgHeapTuple<'a, AllocatedByRust>>)
 }
 
-/// BEFORE UPDATE OR TRUNCATE FOR EACH STATEMENT on order_status_history and
-/// audit_log; BEFORE DELETE too on audit_log.
+/// BEFORE UPDATE OR DELETE OR TRUNCATE FOR EACH STATEMENT on audit_log, and
+/// BEFORE UPDATE OR TRUNCATE on order_status_history (whose deletes are
+/// judged by `history_delete_guard`).
 #[pg_trigger]
 fn append_only_guard<'a>(
     trigger: &'a PgTrigger<'a>,
@@ -44,6 +55,9 @@ fn append_only_guard<'a>(
     let table = trigger.table_name()?;
     let action = match trigger.op()? {
         PgTriggerOperation::Update => "update",
+        PgTriggerOperation::Delete if scope::is_open(Writer::AuditPurge) => {
+            return Ok(None::<PgHeapTuple<'a, AllocatedByRust>>)
+        }
         PgTriggerOperation::Delete => "delete",
         PgTriggerOperation::Truncate => "truncate",
         PgTriggerOperation::Insert => {
@@ -53,7 +67,7 @@ fn append_only_guard<'a>(
         }
     };
     let hint = if table == "audit_log" {
-        "The audit log is kept as written; see the README for archiving old rows."
+        AUDIT_HINT
     } else {
         HISTORY_HINT
     };

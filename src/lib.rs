@@ -5,11 +5,13 @@
 
 use pgrx::prelude::*;
 
+mod audit;
 mod drop_guard;
 mod error;
 mod gucs;
 mod immutable;
 mod lines;
+mod notify;
 mod plans;
 mod restore;
 mod scope;
@@ -28,11 +30,13 @@ extension_sql_file!(
     requires = [gucs::current_actor]
 );
 extension_sql_file!("../sql/demo.sql", name = "demo", requires = ["schema"]);
+extension_sql_file!("../sql/audit.sql", name = "audit", requires = ["schema"]);
 extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     gucs::init();
+    notify::init();
 }
 
 /// Required by `cargo pgrx test`.

@@ -10,16 +10,24 @@ use pgrx::prelude::*;
 use pgrx::spi::{self, OwnedPreparedStatement, SpiClient, SpiTupleTable};
 use pgrx::{datum::DatumWithOid, PgOid};
 
+/// A statement with a fixed text, kept under its own address.
 pub struct Stmt {
     pub sql: &'static str,
     pub args: &'static [PgBuiltInOids],
 }
 
+/// Which kept plan: a static statement, or one statement text prepared
+/// separately per table (its transition tables have that table's row type).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Key {
+    Static(usize),
+    PerTable(u32, u8),
+}
+
 thread_local! {
-    // Keyed by the address of the static `Stmt`. Plans are leaked on purpose:
-    // they live as long as the backend, and a `'static` reference stays valid
-    // while a nested trigger prepares further statements into the map.
-    static KEPT: RefCell<HashMap<usize, &'static OwnedPreparedStatement>> =
+    // Plans are leaked on purpose: they live as long as the backend, and a
+    // `'static` reference stays valid while a nested trigger prepares more.
+    static KEPT: RefCell<HashMap<Key, &'static OwnedPreparedStatement>> =
         RefCell::new(HashMap::new());
 }
 
@@ -32,17 +40,35 @@ impl Stmt {
         args: &[DatumWithOid<'_>],
         f: impl FnOnce(SpiTupleTable<'conn>) -> spi::Result<R>,
     ) -> spi::Result<R> {
-        let key = self as *const Stmt as usize;
-        let plan = match KEPT.with(|kept| kept.borrow().get(&key).copied()) {
-            Some(plan) => plan,
-            None => {
-                let types: Vec<PgOid> = self.args.iter().map(|&oid| PgOid::BuiltIn(oid)).collect();
-                let plan: &'static OwnedPreparedStatement =
-                    Box::leak(Box::new(client.prepare_mut(self.sql, &types)?.keep()));
-                KEPT.with(|kept| kept.borrow_mut().insert(key, plan));
-                plan
-            }
-        };
-        f(client.update(plan, None, args)?)
+        run_kept(
+            Key::Static(self as *const Stmt as usize),
+            self.sql,
+            self.args,
+            client,
+            args,
+            f,
+        )
     }
+}
+
+/// Runs `sql`, prepared and kept under `key` the first time.
+pub fn run_kept<'conn, R>(
+    key: Key,
+    sql: &str,
+    types: &[PgBuiltInOids],
+    client: &mut SpiClient<'conn>,
+    args: &[DatumWithOid<'_>],
+    f: impl FnOnce(SpiTupleTable<'conn>) -> spi::Result<R>,
+) -> spi::Result<R> {
+    let plan = match KEPT.with(|kept| kept.borrow().get(&key).copied()) {
+        Some(plan) => plan,
+        None => {
+            let types: Vec<PgOid> = types.iter().map(|&oid| PgOid::BuiltIn(oid)).collect();
+            let plan: &'static OwnedPreparedStatement =
+                Box::leak(Box::new(client.prepare_mut(sql, &types)?.keep()));
+            KEPT.with(|kept| kept.borrow_mut().insert(key, plan));
+            plan
+        }
+    };
+    f(client.update(plan, None, args)?)
 }

@@ -13,10 +13,14 @@ pub enum Writer {
     Totals,
     /// The status trigger is appending to `order_status_history`.
     History,
+    /// The audit trigger is appending to `audit_log`.
+    Audit,
+    /// `audit_purge()` is removing old rows from `audit_log`.
+    AuditPurge,
 }
 
 thread_local! {
-    static OPEN: [Cell<bool>; 2] = const { [Cell::new(false), Cell::new(false)] };
+    static OPEN: [Cell<bool>; 4] = const { [Cell::new(false), Cell::new(false), Cell::new(false), Cell::new(false)] };
 }
 
 pub struct Scope(Writer, bool);

@@ -13,22 +13,35 @@ use pgrx::{pg_sys, AnyNumeric};
 
 use crate::error::{refuse, Error};
 use crate::gucs;
+use crate::notify;
 use crate::plans::Stmt;
 use crate::restore::restoring;
 use crate::scope::{self, Writer};
 
 const ORDER: [&str; 3] = ["initiated", "sent", "delivered"];
 
-/// BEFORE INSERT OR UPDATE ON orders FOR EACH ROW.
+/// BEFORE INSERT OR UPDATE OR DELETE ON orders FOR EACH ROW. Also notes the
+/// change for the cache invalidation sent at commit (src/notify.rs).
 #[pg_trigger]
 fn orders_guard<'a>(
     trigger: &'a PgTrigger<'a>,
 ) -> Result<Option<PgHeapTuple<'a, impl WhoAllocated>>, Error> {
-    let new = trigger.new().ok_or(Error::WrongEvent("orders_guard"))?;
     if restoring() {
-        return Ok(Some(new));
+        return Ok(trigger.new().or(trigger.old()));
     }
     let data = trigger.trigger_data();
+    let Some(new) = trigger.new() else {
+        let old = trigger.old().ok_or(Error::WrongEvent("orders_guard"))?;
+        // SAFETY: the trigger's own relation and tuple, valid for this call.
+        let status = unsafe { status_of(data.tg_relation, data.tg_trigtuple) };
+        if let (Some(restaurant), Some(id)) = (
+            old.get_by_name::<i32>("restaurant_id")?,
+            old.get_by_name::<i64>("id")?,
+        ) {
+            notify::touch(restaurant, id, &[&status]);
+        }
+        return Ok(Some(old));
+    };
     let id = new.get_by_name::<i64>("id")?.unwrap_or_default();
     let restaurant = new.get_by_name::<i32>("restaurant_id")?.unwrap_or_default();
     let new_total = new.get_by_name::<AnyNumeric>("total")?;
@@ -59,6 +72,7 @@ fn orders_guard<'a>(
             {
                 refuse_total(id, restaurant, "0", new_total);
             }
+            notify::touch(restaurant, id, &[&new_status]);
         }
         Some(old) => {
             // SAFETY: as above.
@@ -87,6 +101,7 @@ fn orders_guard<'a>(
                 let was = old_total.map(|t| t.to_string()).unwrap_or_default();
                 refuse_total(id, restaurant, &was, new_total);
             }
+            notify::touch(restaurant, id, &[&old_status, &new_status]);
         }
     }
     Ok(Some(new))

@@ -123,3 +123,19 @@ fn order_details_totals<'a>(
     }
     Ok(None)
 }
+
+/// BEFORE TRUNCATE ON order_details: TRUNCATE skips row and statement
+/// triggers of DELETE, so it would leave totals wrong and empty frozen orders.
+#[pg_trigger]
+fn order_details_no_truncate<'a>(
+    _trigger: &'a PgTrigger<'a>,
+) -> Result<Option<PgHeapTuple<'a, impl WhoAllocated>>, Error> {
+    refuse(
+        PgSqlErrorCode::ERRCODE_CHECK_VIOLATION,
+        "olaclick.order_details can't be truncated".into(),
+        "TRUNCATE bypasses the triggers that keep orders.total equal to the lines and keep sent orders' lines.".into(),
+        "DELETE the lines (or the orders) instead.".into(),
+    );
+    #[allow(unreachable_code)]
+    Ok(None::<PgHeapTuple<'a, AllocatedByRust>>)
+}

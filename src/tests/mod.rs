@@ -3,6 +3,7 @@
 
 use pgrx::prelude::*;
 
+mod audit;
 mod demo;
 mod drop_guard;
 mod dump_restore;

@@ -281,7 +281,12 @@ mod tests {
             "42501",
         );
         assert_fails(&format!("TRUNCATE {h}"), "42501");
-        assert_ok("INSERT INTO olaclick.audit_log (table_name, op) VALUES ('t', 'TRUNCATE')");
+        assert_fails(
+            "INSERT INTO olaclick.audit_log (table_name, op) VALUES ('t', 'TRUNCATE')",
+            "42501",
+        );
+        let logged: i64 = one("SELECT count(*) FROM olaclick.audit_log");
+        assert!(logged > 0, "the tenant and order above were logged");
         assert_fails("UPDATE olaclick.audit_log SET op = 'INSERT'", "42501");
         assert_fails("DELETE FROM olaclick.audit_log", "42501");
         assert_fails("TRUNCATE olaclick.audit_log", "42501");

@@ -125,8 +125,8 @@ mod tests {
         let tables: i64 = one("SELECT count(*) FROM pg_tables WHERE schemaname = 'olaclick'");
         assert_eq!(
             tables,
-            TABLES.len() as i64,
-            "unexpected tables in schema olaclick"
+            TABLES.len() as i64 + 1,
+            "the contract's tables and audit_settings"
         );
     }
 
@@ -177,7 +177,7 @@ mod tests {
         );
         let registered: i32 =
             one("SELECT cardinality(extconfig) FROM pg_extension WHERE extname = 'olaclick'");
-        assert_eq!(registered, 9 + 8, "9 tables and 8 identity sequences");
+        assert_eq!(registered, 10 + 8, "10 tables and 8 identity sequences");
     }
 
     /// No index is a plain (non-unique, non-partial) index whose key columns
@@ -220,6 +220,21 @@ mod tests {
         assert_eq!(
             one::<String>("SELECT current_setting('olaclick.restaurant_id')"),
             ""
+        );
+    }
+
+    /// A channel NOTIFY would refuse at commit is refused when it is set.
+    #[pg_test]
+    fn a_bad_notify_channel_is_refused_when_set() {
+        crate::tests::assert_fails("SET olaclick.notify_channel = ''", "22023");
+        crate::tests::assert_fails(
+            &format!("SET olaclick.notify_channel = '{}'", "x".repeat(64)),
+            "22023",
+        );
+        crate::tests::assert_ok("SET LOCAL olaclick.notify_channel = 'tenant_cache'");
+        assert_eq!(
+            one::<String>("SELECT current_setting('olaclick.notify_channel')"),
+            "tenant_cache"
         );
     }
 

@@ -1,0 +1,190 @@
+//! Cache invalidation: at commit, one notification per restaurant whose
+//! orders changed, on `olaclick.notify_channel`.
+//!
+//! Why coalesce: a transaction that sends NOTIFY takes a cluster-wide lock at
+//! commit, so a notification per row (what a plain trigger does) serialises
+//! every writer. Here the order triggers only note, in backend memory and
+//! without SPI, which restaurants, statuses and orders a transaction touched;
+//! a pre-commit callback turns that into one `Async_Notify` per restaurant,
+//! which PostgreSQL delivers when (and only if) the transaction commits. The
+//! cost per transaction is flat: past `MAX_ORDER_IDS` a restaurant's ids are
+//! dropped for `"all": true`, so memory stays bounded on bulk statements.
+//!
+//! An aborted transaction clears the notes and sends nothing. A rolled-back
+//! savepoint keeps them, so it may over-notify but never under-notify.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::{c_char, c_void, CStr, CString};
+
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+
+use crate::gucs;
+
+/// The contract's payload limit (PostgreSQL's own is 8000 bytes).
+const MAX_PAYLOAD: usize = 7900;
+/// More ids than this can't fit in `MAX_PAYLOAD` anyway (each takes at least
+/// two bytes); stop collecting them.
+const MAX_ORDER_IDS: usize = MAX_PAYLOAD / 2;
+
+#[derive(Default)]
+struct Touched {
+    /// Indexes into `STATUSES`: the enum's order, which is also sort order.
+    statuses: BTreeSet<usize>,
+    orders: BTreeSet<i64>,
+    all: bool,
+}
+
+const STATUSES: [&str; 3] = ["initiated", "sent", "delivered"];
+
+thread_local! {
+    static PENDING: RefCell<BTreeMap<i32, Touched>> = const { RefCell::new(BTreeMap::new()) };
+}
+
+extern "C-unwind" {
+    // commands/async.h; not in pgrx's bindings.
+    fn Async_Notify(channel: *const c_char, payload: *const c_char);
+}
+
+/// Notes that `order` of `restaurant` was written, with the statuses whose
+/// order lists it leaves or joins.
+pub fn touch(restaurant: i32, order: i64, statuses: &[&str]) {
+    PENDING.with(|pending| {
+        let mut pending = pending.borrow_mut();
+        let touched = pending.entry(restaurant).or_default();
+        for status in statuses {
+            if let Some(i) = STATUSES.iter().position(|s| s == status) {
+                touched.statuses.insert(i);
+            }
+        }
+        if !touched.all {
+            touched.orders.insert(order);
+            if touched.orders.len() > MAX_ORDER_IDS {
+                touched.all = true;
+                touched.orders = BTreeSet::new();
+            }
+        }
+    });
+}
+
+/// The contract's payload, sorted; without the order ids and with
+/// `"all": true` when it would not fit.
+fn payload(restaurant: i32, touched: &Touched) -> String {
+    let statuses: Vec<String> = touched
+        .statuses
+        .iter()
+        .map(|&i| format!("\"{}\"", STATUSES[i]))
+        .collect();
+    let head = format!(
+        "{{\"restaurant_id\": {restaurant}, \"statuses\": [{}]",
+        statuses.join(", ")
+    );
+    if !touched.all {
+        let orders: Vec<String> = touched.orders.iter().map(i64::to_string).collect();
+        let full = format!("{head}, \"orders\": [{}]}}", orders.join(", "));
+        if full.len() <= MAX_PAYLOAD {
+            return full;
+        }
+    }
+    format!("{head}, \"all\": true}}")
+}
+
+/// Registered once per backend in `_PG_init`.
+pub fn init() {
+    // SAFETY: a plain function pointer, valid for the life of the library.
+    unsafe { pg_sys::RegisterXactCallback(Some(on_xact_event), std::ptr::null_mut()) };
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn on_xact_event(event: pg_sys::XactEvent::Type, _arg: *mut c_void) {
+    match event {
+        pg_sys::XactEvent::XACT_EVENT_PRE_COMMIT => send(),
+        pg_sys::XactEvent::XACT_EVENT_PRE_PREPARE => {
+            if PENDING.with(|p| !p.borrow().is_empty()) {
+                PENDING.with(|p| p.borrow_mut().clear());
+                crate::error::refuse(
+                    PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+                    "cannot PREPARE a transaction that changed olaclick orders".into(),
+                    "Its cache invalidation would be lost: PostgreSQL can't NOTIFY from a prepared transaction.".into(),
+                    "Commit the transaction directly.".into(),
+                );
+            }
+        }
+        pg_sys::XactEvent::XACT_EVENT_ABORT | pg_sys::XactEvent::XACT_EVENT_PARALLEL_ABORT => {
+            PENDING.with(|p| p.borrow_mut().clear());
+        }
+        _ => {}
+    }
+}
+
+/// Queues the coalesced notifications; PostgreSQL sends them at commit.
+fn send() {
+    let pending = PENDING.with(|p| std::mem::take(&mut *p.borrow_mut()));
+    if pending.is_empty() {
+        return;
+    }
+    let channel = gucs::NOTIFY_CHANNEL
+        .get()
+        .unwrap_or_else(|| c"olaclick_cache".to_owned());
+    for (restaurant, touched) in &pending {
+        let payload = CString::new(payload(*restaurant, touched)).expect("JSON has no NUL");
+        // SAFETY: valid C strings; an ERROR inside is turned into a Rust panic
+        // at the boundary, which aborts the commit cleanly.
+        unsafe {
+            pg_sys::ffi::pg_guard_ffi_boundary(|| Async_Notify(channel.as_ptr(), payload.as_ptr()));
+        }
+    }
+}
+
+/// Check hook of `olaclick.notify_channel`: refuse at SET time a channel that
+/// NOTIFY would refuse at commit, when it would abort every writing
+/// transaction.
+pub unsafe extern "C-unwind" fn check_channel(
+    newval: *mut *mut c_char,
+    _extra: *mut *mut c_void,
+    _source: pg_sys::GucSource::Type,
+) -> bool {
+    let value = if newval.is_null() || (*newval).is_null() {
+        c""
+    } else {
+        CStr::from_ptr(*newval)
+    };
+    let len = value.to_bytes().len();
+    if len == 0 || len >= pg_sys::NAMEDATALEN as usize {
+        let detail = CString::new(format!(
+            "A notification channel is a name of 1 to {} bytes.",
+            pg_sys::NAMEDATALEN - 1
+        ))
+        .unwrap();
+        pg_sys::GUC_check_errdetail_string = pg_sys::pstrdup(detail.as_ptr());
+        return false;
+    }
+    true
+}
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pg_schema]
+mod tests {
+    use super::*;
+
+    #[pg_test]
+    fn payload_is_sorted_and_falls_back_to_all() {
+        let mut t = Touched::default();
+        for (order, status) in [(30, "sent"), (4, "initiated"), (12, "sent")] {
+            t.orders.insert(order);
+            t.statuses
+                .insert(STATUSES.iter().position(|s| *s == status).unwrap());
+        }
+        assert_eq!(
+            payload(7, &t),
+            r#"{"restaurant_id": 7, "statuses": ["initiated", "sent"], "orders": [4, 12, 30]}"#
+        );
+        t.orders = (1_000_000..1_002_000).collect();
+        let big = payload(7, &t);
+        assert_eq!(
+            big,
+            r#"{"restaurant_id": 7, "statuses": ["initiated", "sent"], "all": true}"#
+        );
+    }
+}

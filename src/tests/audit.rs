@@ -1,0 +1,212 @@
+//! The audit log: one row per row change of every business table, actor and
+//! tenant included, nothing for no-op updates, never a password hash.
+#[pgrx::pg_schema]
+mod tests {
+    use crate::tests::{assert_fails, assert_ok, one, tenant};
+    use pgrx::prelude::*;
+
+    fn logged(filter: &str) -> i64 {
+        one(&format!(
+            "SELECT count(*) FROM olaclick.audit_log WHERE {filter}"
+        ))
+    }
+
+    #[pg_test]
+    fn every_row_change_of_every_table_is_logged_with_actor_and_tenant() {
+        let a = tenant("a");
+        Spi::run(&format!("SET LOCAL olaclick.user_id = '{}'", a.user)).unwrap();
+        let order = a.order();
+        assert_ok(&format!(
+            "INSERT INTO olaclick.order_details (order_id, product_id, quantity) VALUES ({order}, {}, 1)",
+            a.product
+        ));
+        assert_ok(&format!(
+            "UPDATE olaclick.orders SET status = 'sent' WHERE id = {order}"
+        ));
+        for (table, op, expected) in [
+            ("restaurants", "INSERT", 1),
+            ("users", "INSERT", 1),
+            ("branches", "INSERT", 1),
+            ("clients", "INSERT", 1),
+            ("products", "INSERT", 1),
+            ("orders", "INSERT", 1),
+            ("order_details", "INSERT", 1),
+            ("orders", "UPDATE", 2), // the total, then the status
+            ("order_status_history", "INSERT", 2),
+        ] {
+            let n = logged(&format!(
+                "table_name = '{table}' AND op = '{op}' AND restaurant_id = {}",
+                a.restaurant
+            ));
+            assert_eq!(n, expected, "{table} {op}");
+        }
+        let by_actor = logged(&format!(
+            "table_name IN ('orders', 'order_details', 'order_status_history') AND actor_user_id = {}
+             AND db_role = current_user AND txid = txid_current() AND at = now()",
+            a.user
+        ));
+        assert_eq!(
+            by_actor, 6,
+            "rows written while olaclick.user_id was set carry it"
+        );
+        assert_ok(&format!("DELETE FROM olaclick.products WHERE id = {}", one::<i32>(&format!(
+            "INSERT INTO olaclick.products (restaurant_id, name, price) VALUES ({}, 'gone', 1) RETURNING id",
+            a.restaurant
+        ))));
+        assert_eq!(logged("table_name = 'products' AND op = 'DELETE' AND old_row->>'name' = 'gone' AND new_row IS NULL"), 1);
+    }
+
+    #[pg_test]
+    fn an_update_that_changes_nothing_is_not_logged() {
+        let a = tenant("a");
+        let before = logged("true");
+        assert_ok(&format!(
+            "UPDATE olaclick.clients SET name = name WHERE id = {}",
+            a.client
+        ));
+        assert_eq!(logged("true"), before);
+        assert_ok(&format!(
+            "UPDATE olaclick.clients SET name = 'new', phone = '1' WHERE id = {}",
+            a.client
+        ));
+        let row: String = one(
+            "SELECT changed_cols::text || ' ' || (old_row->>'name') || '>' || (new_row->>'name')
+             FROM olaclick.audit_log WHERE table_name = 'clients' AND op = 'UPDATE'",
+        );
+        assert_eq!(row, "{name,phone} c>new");
+    }
+
+    #[pg_test]
+    fn a_bulk_statement_logs_every_row() {
+        let a = tenant("a");
+        assert_ok(&format!(
+            "INSERT INTO olaclick.clients (restaurant_id, name, email)
+             SELECT {}, 'c' || g, 'c' || g || '@x' FROM generate_series(1, 500) g",
+            a.restaurant
+        ));
+        assert_ok(&format!(
+            "UPDATE olaclick.clients SET phone = '9' WHERE restaurant_id = {}",
+            a.restaurant
+        ));
+        assert_eq!(logged("table_name = 'clients' AND op = 'INSERT'"), 501);
+        assert_eq!(
+            logged("table_name = 'clients' AND op = 'UPDATE' AND changed_cols = '{phone}'"),
+            501
+        );
+    }
+
+    #[pg_test]
+    fn the_password_hash_never_reaches_the_log() {
+        let a = tenant("a");
+        assert_ok("SELECT olaclick.audit_include('users', '{password_hash}')");
+        assert_ok(&format!(
+            "UPDATE olaclick.users SET password_hash = 'secret2', full_name = 'x' WHERE id = {}",
+            a.user
+        ));
+        assert_ok(&format!(
+            "UPDATE olaclick.restaurants SET created_by_user_id = NULL WHERE id = {}",
+            a.restaurant
+        ));
+        assert_ok(&format!("DELETE FROM olaclick.users WHERE id = {}", a.user));
+        let leaked = logged("old_row ? 'password_hash' OR new_row ? 'password_hash' OR audit_log::text LIKE '%secret2%'");
+        assert_eq!(leaked, 0);
+        assert_eq!(logged("table_name = 'users'"), 3, "insert, update, delete");
+    }
+
+    #[pg_test]
+    fn columns_and_tables_can_be_left_out_idempotently() {
+        let a = tenant("a");
+        for _ in 0..2 {
+            assert_ok("SELECT olaclick.audit_exclude('clients', '{phone,email}')");
+        }
+        let excluded: String = one("SELECT excluded_columns::text FROM olaclick.audit_settings WHERE table_name = 'clients'");
+        assert_eq!(excluded, "{email,phone}");
+        assert_ok(&format!(
+            "UPDATE olaclick.clients SET phone = '5', name = 'n' WHERE id = {}",
+            a.client
+        ));
+        assert_eq!(logged("table_name = 'clients' AND op = 'UPDATE' AND NOT (new_row ? 'phone') AND NOT (new_row ? 'email')"), 1);
+        assert_ok("SELECT olaclick.audit_include('clients', '{email}')");
+        assert_ok("SELECT olaclick.audit_include('clients', '{email}')");
+        assert_eq!(one::<String>("SELECT excluded_columns::text FROM olaclick.audit_settings WHERE table_name = 'clients'"), "{phone}");
+
+        for _ in 0..2 {
+            assert_ok("SELECT olaclick.audit_disable('branches')");
+        }
+        assert_ok(&format!(
+            "UPDATE olaclick.branches SET name = 'quiet' WHERE id = {}",
+            a.branch
+        ));
+        assert_eq!(logged("table_name = 'branches' AND op = 'UPDATE'"), 0);
+        assert_ok("SELECT olaclick.audit_enable('branches')");
+        assert_ok(&format!(
+            "UPDATE olaclick.branches SET name = 'heard' WHERE id = {}",
+            a.branch
+        ));
+        assert_eq!(logged("table_name = 'branches' AND op = 'UPDATE'"), 1);
+        // Switching auditing off and on is itself logged: the settings row went
+        // in disabled, then was updated to enabled.
+        assert_eq!(
+            logged("table_name = 'audit_settings' AND new_row->>'table_name' = 'branches'
+                    AND ((op = 'INSERT' AND new_row->>'enabled' = 'false') OR (op = 'UPDATE' AND changed_cols = '{enabled}'))"),
+            2
+        );
+        assert_fails("SELECT olaclick.audit_disable('pg_class')", "22023");
+    }
+
+    #[pg_test]
+    fn truncate_is_logged_and_lines_cannot_be_truncated() {
+        tenant("a");
+        assert_ok("SELECT olaclick.audit_exclude('clients', '{phone}')");
+        assert_ok("TRUNCATE olaclick.audit_settings");
+        assert_eq!(
+            logged("table_name = 'audit_settings' AND op = 'TRUNCATE' AND restaurant_id IS NULL"),
+            1
+        );
+        assert_fails("TRUNCATE olaclick.order_details", "23514");
+    }
+
+    #[pg_test]
+    fn purge_archives_and_removes_old_rows_and_nothing_else_deletes() {
+        let a = tenant("a");
+        a.order();
+        let total = logged("true");
+        Spi::run("CREATE TEMP TABLE audit_archive (LIKE olaclick.audit_log)").unwrap();
+        let none: i64 =
+            one("SELECT olaclick.audit_purge(now() - interval '1 day', 'audit_archive')");
+        assert_eq!(none, 0);
+        let moved: i64 =
+            one("SELECT olaclick.audit_purge(now() + interval '1 day', 'audit_archive')");
+        assert_eq!(moved, total);
+        assert_eq!(logged("true"), 0);
+        assert_eq!(one::<i64>("SELECT count(*) FROM audit_archive"), total);
+        a.order();
+        assert_fails("DELETE FROM olaclick.audit_log", "42501");
+        assert_fails(
+            "SELECT olaclick.audit_purge(now(), 'no_such_table')",
+            "42P01",
+        );
+    }
+
+    /// The README's two questions, each one simple query.
+    #[pg_test]
+    fn who_did_it_and_what_changed() {
+        let a = tenant("a");
+        let order = a.order();
+        Spi::run(&format!("SET LOCAL olaclick.user_id = '{}'", a.user)).unwrap();
+        assert_ok(&format!(
+            "UPDATE olaclick.orders SET status = 'sent' WHERE id = {order}"
+        ));
+        let who: String = one(&format!(
+            "SELECT u.username FROM olaclick.audit_log a JOIN olaclick.users u ON u.id = a.actor_user_id
+             WHERE a.table_name = 'orders' AND a.new_row->>'id' = '{order}' AND a.op = 'UPDATE'"
+        ));
+        assert!(who.starts_with("u_a_"), "{who}");
+        let what: String = one(&format!(
+            "SELECT string_agg(c || ': ' || (a.old_row->>c) || ' -> ' || (a.new_row->>c), ', ')
+             FROM olaclick.audit_log a, unnest(a.changed_cols) c
+             WHERE a.table_name = 'orders' AND a.new_row->>'id' = '{order}'"
+        ));
+        assert_eq!(what, "status: initiated -> sent");
+    }
+}
