@@ -1,0 +1,349 @@
+//! olaclick-cache: orders by status in Redis, cache-aside, kept fresh by
+//! olaclick's commit-time notifications.
+//!
+//! Keys (contract): `olaclick:orders:{restaurant_id}:{status}` hold the JSON a
+//! reader built from PostgreSQL, with a TTL.
+//!
+//! The cache-aside race, and how it is closed: a reader that queried
+//! PostgreSQL before a commit must not install its older result after the
+//! invalidator deleted the key for that commit. Every key has a version
+//! (`olaclick:version:{restaurant_id}:{status}`) and the whole cache has a
+//! generation (`olaclick:generation`). The invalidator bumps the version (or,
+//! on every (re)connection, the generation) in the same atomic script that
+//! deletes the keys; a reader reads both before its query and installs its
+//! result with a script that checks they are unchanged. A reader that raced
+//! an invalidation finds a newer token and installs nothing.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use futures_util::StreamExt;
+use redis::aio::MultiplexedConnection;
+use tokio_postgres::{AsyncMessage, NoTls};
+use tracing::{info, warn};
+
+pub const STATUSES: [&str; 3] = ["initiated", "sent", "delivered"];
+pub const GENERATION_KEY: &str = "olaclick:generation";
+pub const APPLICATION_NAME: &str = "olaclick-cache";
+
+pub fn data_key(restaurant: i64, status: &str) -> String {
+    format!("olaclick:orders:{restaurant}:{status}")
+}
+
+pub fn version_key(restaurant: i64, status: &str) -> String {
+    format!("olaclick:version:{restaurant}:{status}")
+}
+
+/// Where each part of the program connects, read from the environment by the
+/// command line (see `--help`).
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub database_url: String,
+    pub redis_url: String,
+    pub ttl: Duration,
+    pub channel: String,
+}
+
+impl Config {
+    /// Every secret in the configuration, to scrub from messages.
+    fn secrets(&self) -> Vec<String> {
+        [&self.database_url, &self.redis_url]
+            .iter()
+            .filter_map(|u| url::Url::parse(u).ok())
+            .filter_map(|u| u.password().map(str::to_string))
+            .filter(|p| !p.is_empty())
+            .collect()
+    }
+
+    /// `message` with every password of the configuration replaced by `***`:
+    /// errors and logs must never show one.
+    pub fn scrub(&self, message: impl std::fmt::Display) -> String {
+        let mut text = message.to_string();
+        for secret in self.secrets() {
+            text = text.replace(&secret, "***");
+        }
+        text
+    }
+}
+
+/// A URL fit for a log line: its password, if any, replaced by `***`.
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        Ok(parsed) => parsed.to_string(),
+        Err(_) => "<unparsable URL>".to_string(),
+    }
+}
+
+pub async fn redis(config: &Config) -> Result<MultiplexedConnection> {
+    let client = redis::Client::open(config.redis_url.as_str())
+        .map_err(|e| anyhow::anyhow!("invalid REDIS_URL: {}", config.scrub(e)))?;
+    let connect = client.get_multiplexed_async_connection();
+    match tokio::time::timeout(Duration::from_secs(2), connect).await {
+        Ok(Ok(con)) => Ok(con),
+        Ok(Err(e)) => anyhow::bail!("Redis at {}: {}", redact(&config.redis_url), config.scrub(e)),
+        Err(_) => anyhow::bail!("Redis at {}: connection timed out", redact(&config.redis_url)),
+    }
+}
+
+async fn postgres(config: &Config, role: &str) -> Result<(tokio_postgres::Client, tokio_postgres::Connection<tokio_postgres::Socket, tokio_postgres::tls::NoTlsStream>)> {
+    let mut pg: tokio_postgres::Config = config
+        .database_url
+        .parse()
+        .map_err(|e| anyhow::anyhow!("invalid DATABASE_URL: {}", config.scrub(e)))?;
+    pg.application_name(format!("{APPLICATION_NAME}-{role}"));
+    pg.connect_timeout(Duration::from_secs(5));
+    pg.connect(NoTls)
+        .await
+        .map_err(|e| anyhow::anyhow!("PostgreSQL at {}: {}", redact(&config.database_url), config.scrub(e)))
+}
+
+/// What a reader saw of the cache before querying PostgreSQL.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tokens {
+    generation: String,
+    version: String,
+}
+
+pub async fn read_tokens(con: &mut MultiplexedConnection, restaurant: i64, status: &str) -> Result<Tokens> {
+    let (generation, version): (Option<String>, Option<String>) = redis::cmd("MGET")
+        .arg(GENERATION_KEY)
+        .arg(version_key(restaurant, status))
+        .query_async(con)
+        .await?;
+    Ok(Tokens {
+        generation: generation.unwrap_or_else(|| "0".into()),
+        version: version.unwrap_or_else(|| "0".into()),
+    })
+}
+
+/// The seed's Part 2 query for one tenant and status: orders of the last 7
+/// days with client and restaurant names, newest first, as a JSON document.
+pub async fn query_orders(config: &Config, restaurant: i64, status: &str) -> Result<String> {
+    let (client, connection) = postgres(config, "get").await?;
+    let task = tokio::spawn(connection);
+    let rows = client
+        .query(
+            "SELECT p.id, p.total::text, c.name::text, r.name::text
+             FROM olaclick.orders p
+             JOIN olaclick.clients c ON c.id = p.client_id
+             JOIN olaclick.restaurants r ON r.id = p.restaurant_id
+             WHERE p.restaurant_id = $1::integer AND p.status = $2::text::olaclick.order_status
+               AND p.created_at >= now() - interval '7 days'
+             ORDER BY p.created_at DESC, p.id DESC",
+            &[&(restaurant as i32), &status],
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("query failed: {}", config.scrub(e)))?;
+    drop(client);
+    let _ = task.await;
+    let orders: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|row| {
+            serde_json::json!({
+                "id": row.get::<_, i64>(0),
+                "total": row.get::<_, String>(1),
+                "client": row.get::<_, String>(2),
+                "restaurant": row.get::<_, String>(3),
+            })
+        })
+        .collect();
+    Ok(serde_json::json!({"restaurant_id": restaurant, "status": status, "orders": orders}).to_string())
+}
+
+/// Installs `json` under the key only if neither the key's version nor the
+/// generation moved since `tokens` were read. Returns whether it did.
+pub async fn install(
+    con: &mut MultiplexedConnection,
+    restaurant: i64,
+    status: &str,
+    tokens: &Tokens,
+    json: &str,
+    ttl: Duration,
+) -> Result<bool> {
+    let script = redis::Script::new(
+        r"
+        if (redis.call('GET', KEYS[1]) or '0') ~= ARGV[1] then return 0 end
+        if (redis.call('GET', KEYS[2]) or '0') ~= ARGV[2] then return 0 end
+        redis.call('SET', KEYS[3], ARGV[3], 'PX', ARGV[4])
+        return 1",
+    );
+    let installed: i64 = script
+        .key(GENERATION_KEY)
+        .key(version_key(restaurant, status))
+        .key(data_key(restaurant, status))
+        .arg(&tokens.generation)
+        .arg(&tokens.version)
+        .arg(json)
+        .arg(ttl.as_millis() as u64)
+        .invoke_async(con)
+        .await?;
+    Ok(installed == 1)
+}
+
+/// Where an answer of `get` came from.
+#[derive(Debug, PartialEq)]
+pub enum Source {
+    Cache,
+    /// Read from PostgreSQL and stored (or not, if an invalidation raced it).
+    Database { stored: bool },
+    /// Read from PostgreSQL because Redis is unavailable (the reason).
+    DatabaseWithoutCache(String),
+}
+
+/// Cache-aside read. Never fails because of Redis: without it, the answer
+/// comes from PostgreSQL.
+pub async fn get(config: &Config, restaurant: i64, status: &str) -> Result<(String, Source)> {
+    let mut con = match redis(config).await {
+        Ok(con) => con,
+        Err(e) => {
+            let json = query_orders(config, restaurant, status).await?;
+            return Ok((json, Source::DatabaseWithoutCache(e.to_string())));
+        }
+    };
+    let cached: redis::RedisResult<Option<String>> =
+        redis::cmd("GET").arg(data_key(restaurant, status)).query_async(&mut con).await;
+    let tokens = match cached {
+        Ok(Some(json)) => return Ok((json, Source::Cache)),
+        Ok(None) => read_tokens(&mut con, restaurant, status).await,
+        Err(e) => Err(e.into()),
+    };
+    let json = query_orders(config, restaurant, status).await?;
+    let stored = match tokens {
+        Ok(tokens) => install(&mut con, restaurant, status, &tokens, &json, config.ttl).await,
+        Err(e) => Err(e),
+    };
+    match stored {
+        Ok(stored) => Ok((json, Source::Database { stored })),
+        Err(e) => Ok((json, Source::DatabaseWithoutCache(config.scrub(e)))),
+    }
+}
+
+/// Deletes a restaurant's keys for `statuses` (all statuses when `all`) and
+/// bumps their versions, atomically.
+pub async fn invalidate(con: &mut MultiplexedConnection, restaurant: i64, statuses: &[String], all: bool) -> Result<()> {
+    let statuses: Vec<&str> = if all {
+        STATUSES.to_vec()
+    } else {
+        statuses.iter().map(String::as_str).filter(|s| STATUSES.contains(s)).collect()
+    };
+    let script = redis::Script::new(
+        r"
+        for i = 1, #KEYS, 2 do
+            redis.call('INCR', KEYS[i])
+            redis.call('DEL', KEYS[i + 1])
+        end
+        return #KEYS / 2",
+    );
+    let mut invocation = script.prepare_invoke();
+    for status in statuses {
+        invocation.key(version_key(restaurant, status)).key(data_key(restaurant, status));
+    }
+    let _: i64 = invocation.invoke_async(con).await?;
+    Ok(())
+}
+
+/// Treats the whole cache as stale: bumps the generation (so no reader that
+/// started before can install), then deletes every olaclick data key.
+pub async fn flush(con: &mut MultiplexedConnection) -> Result<usize> {
+    let _: i64 = redis::cmd("INCR").arg(GENERATION_KEY).query_async(con).await?;
+    let mut cursor: u64 = 0;
+    let mut deleted = 0;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg("olaclick:orders:*")
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(con)
+            .await?;
+        if !keys.is_empty() {
+            let n: usize = redis::cmd("DEL").arg(&keys).query_async(con).await?;
+            deleted += n;
+        }
+        if next == 0 {
+            return Ok(deleted);
+        }
+        cursor = next;
+    }
+}
+
+/// A notification's payload: `{"restaurant_id": R, "statuses": [...],
+/// "orders": [...]}` or with `"all": true`.
+pub fn parse_payload(payload: &str) -> Option<(i64, Vec<String>, bool)> {
+    let value: serde_json::Value = serde_json::from_str(payload).ok()?;
+    let restaurant = value.get("restaurant_id")?.as_i64()?;
+    let statuses = value
+        .get("statuses")?
+        .as_array()?
+        .iter()
+        .filter_map(|s| s.as_str().map(str::to_string))
+        .collect();
+    let all = value.get("all").and_then(|a| a.as_bool()).unwrap_or(false);
+    Some((restaurant, statuses, all))
+}
+
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Listens and invalidates until stopped, reconnecting with backoff whenever
+/// PostgreSQL or Redis goes away. Notifications sent while nobody listened
+/// are lost, so every (re)connection starts by flushing the cache.
+pub async fn run_invalidator(config: Config) -> Result<()> {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match listen_once(&config).await {
+            Ok(()) => backoff = Duration::from_millis(100),
+            Err(e) => {
+                warn!("invalidator: {}; reconnecting in {:?}", config.scrub(&e), backoff);
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+async fn listen_once(config: &Config) -> Result<()> {
+    let mut con = redis(config).await?;
+    let (client, mut connection) = postgres(config, "invalidate").await?;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+    tokio::spawn(async move {
+        futures_util::pin_mut!(messages);
+        while let Some(message) = messages.next().await {
+            let stop = message.is_err();
+            if tx.send(message).is_err() || stop {
+                break;
+            }
+        }
+    });
+    // LISTEN before flushing: a commit after the flush is then always heard.
+    client.batch_execute(&format!("LISTEN {}", quote_ident(&config.channel))).await?;
+    let flushed = flush(&mut con).await?;
+    info!(
+        "invalidator: listening on {} at {}, Redis at {}; flushed {flushed} keys",
+        config.channel,
+        redact(&config.database_url),
+        redact(&config.redis_url)
+    );
+    while let Some(message) = rx.recv().await {
+        match message.context("PostgreSQL connection lost")? {
+            AsyncMessage::Notification(n) => match parse_payload(n.payload()) {
+                Some((restaurant, statuses, all)) => {
+                    invalidate(&mut con, restaurant, &statuses, all).await?;
+                    info!("invalidated restaurant {restaurant} {statuses:?}{}", if all { " (all)" } else { "" });
+                }
+                None => warn!("ignored a notification that is not olaclick's: {}", n.payload()),
+            },
+            AsyncMessage::Notice(notice) => info!("PostgreSQL: {}", notice.message()),
+            _ => {}
+        }
+    }
+    drop(client);
+    anyhow::bail!("PostgreSQL connection closed")
+}

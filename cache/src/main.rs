@@ -1,0 +1,89 @@
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use olaclick_cache::{Config, Source, STATUSES};
+
+/// Orders by status from Redis, cache-aside, kept fresh by olaclick's
+/// commit-time notifications.
+///
+/// Keys: olaclick:orders:{restaurant_id}:{status}. Run one `invalidate` per
+/// Redis; call `get` wherever orders are read.
+#[derive(Parser)]
+#[command(name = "olaclick-cache", version)]
+struct Cli {
+    /// PostgreSQL with the olaclick extension (a hot standby is fine for `get`).
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: String,
+
+    /// Redis to cache in.
+    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379", hide_env_values = true)]
+    redis_url: String,
+
+    /// Seconds a cached list lives, even if no invalidation comes.
+    #[arg(long, env = "OLACLICK_CACHE_TTL", default_value_t = 60)]
+    ttl: u64,
+
+    /// Notification channel: the olaclick.notify_channel of the writers.
+    #[arg(long, env = "OLACLICK_NOTIFY_CHANNEL", default_value = "olaclick_cache")]
+    channel: String,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Listen for olaclick's notifications and delete the keys they name.
+    /// Flushes the cache on every (re)connection; reconnects with backoff.
+    Invalidate,
+    /// Print a restaurant's orders in a status (last 7 days) as JSON: from
+    /// Redis if cached, else from PostgreSQL (and cache them).
+    Get {
+        #[arg(long)]
+        restaurant: i64,
+        #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(STATUSES))]
+        status: String,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("OLACLICK_CACHE_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let cli = Cli::parse();
+    let config = Config {
+        database_url: cli.database_url,
+        redis_url: cli.redis_url,
+        ttl: Duration::from_secs(cli.ttl.max(1)),
+        channel: cli.channel,
+    };
+    let result = match cli.command {
+        Command::Invalidate => olaclick_cache::run_invalidator(config.clone()).await,
+        Command::Get { restaurant, status } => match olaclick_cache::get(&config, restaurant, &status).await {
+            Ok((json, source)) => {
+                println!("{json}");
+                match source {
+                    Source::Cache | Source::Database { .. } => {}
+                    Source::DatabaseWithoutCache(why) => {
+                        eprintln!("olaclick-cache: answered from PostgreSQL without the cache: {why}")
+                    }
+                }
+                Ok(())
+            }
+            Err(e) => Err(e),
+        },
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("olaclick-cache: {}", config.scrub(format!("{e:#}")));
+            ExitCode::FAILURE
+        }
+    }
+}
