@@ -16,6 +16,7 @@ use crate::error::Error;
 use crate::gucs;
 use crate::plans::{run_kept, Key, Stmt};
 use crate::restore::restoring;
+use crate::sandbox;
 use crate::scope::{self, Writer};
 use crate::status::register_transition_tables;
 
@@ -48,7 +49,7 @@ const LOG_INSERT: &str = concat!(
      INSERT INTO olaclick.audit_log (restaurant_id, table_name, op, new_row, actor_user_id, db_role)
      SELECT ",
     tenant!("r.j"),
-    ", $1, 'INSERT', r.j - s.excluded, $2, current_user
+    ", $1, 'INSERT', r.j - s.excluded, $2, $3
      FROM s, LATERAL (SELECT to_jsonb(t) AS j FROM new_rows t) r
      WHERE s.enabled"
 );
@@ -60,7 +61,7 @@ const LOG_DELETE: &str = concat!(
      INSERT INTO olaclick.audit_log (restaurant_id, table_name, op, old_row, actor_user_id, db_role)
      SELECT ",
     tenant!("r.j"),
-    ", $1, 'DELETE', r.j - s.excluded, $2, current_user
+    ", $1, 'DELETE', r.j - s.excluded, $2, $3
      FROM s, LATERAL (SELECT to_jsonb(t) AS j FROM old_rows t) r
      WHERE s.enabled"
 );
@@ -77,7 +78,7 @@ const LOG_UPDATE: &str = concat!(
                                      actor_user_id, db_role)
      SELECT ", tenant!("r.j"), ", $1, 'UPDATE', o.j - s.excluded, r.j - s.excluded,
             ARRAY(SELECT c.key FROM jsonb_each(r.j) c WHERE c.value IS DISTINCT FROM o.j -> c.key ORDER BY 1),
-            $2, current_user
+            $2, $3
      FROM s, o JOIN r USING (n)
      WHERE s.enabled AND o.j IS DISTINCT FROM r.j"
 );
@@ -88,9 +89,13 @@ static LOG_TRUNCATE: Stmt = Stmt {
         settings!(),
         "
          INSERT INTO olaclick.audit_log (table_name, op, actor_user_id, db_role)
-         SELECT $1, 'TRUNCATE', $2, current_user FROM s WHERE s.enabled"
+         SELECT $1, 'TRUNCATE', $2, $3 FROM s WHERE s.enabled"
     ),
-    args: &[PgBuiltInOids::TEXTOID, PgBuiltInOids::INT4OID],
+    args: &[
+        PgBuiltInOids::TEXTOID,
+        PgBuiltInOids::INT4OID,
+        PgBuiltInOids::TEXTOID,
+    ],
 };
 
 /// AFTER INSERT / UPDATE / DELETE (with transition tables old_rows and/or
@@ -105,24 +110,32 @@ fn audit<'a>(
     }
     let table = trigger.table_name()?;
     let actor = gucs::user_id();
-    let args = [table.as_str().into(), actor.into()];
+    // Written as the table owner; the role that ran the statement is recorded.
+    let role = sandbox::current_role();
+    let args = [table.as_str().into(), actor.into(), role.as_str().into()];
     let _audit = scope::enter(Writer::Audit);
-    Spi::connect_mut(|client| {
-        let op = trigger.op()?;
-        if let PgTriggerOperation::Truncate = op {
-            return Ok(LOG_TRUNCATE.run(client, &args, |_| Ok(()))?);
-        }
-        let (sql, op_key) = match op {
-            PgTriggerOperation::Insert => (LOG_INSERT, 0),
-            PgTriggerOperation::Update => (LOG_UPDATE, 1),
-            PgTriggerOperation::Delete => (LOG_DELETE, 2),
-            _ => return Err(Error::WrongEvent("audit")),
-        };
-        register_transition_tables(trigger);
-        let key = Key::PerTable(trigger.relid()?.to_u32(), op_key);
-        let types = [PgBuiltInOids::TEXTOID, PgBuiltInOids::INT4OID];
-        run_kept(key, sql, &types, client, &args, |_| Ok(()))?;
-        Ok(())
+    sandbox::as_owner(trigger.trigger_data().tg_relation, || {
+        Spi::connect_mut(|client| {
+            let op = trigger.op()?;
+            if let PgTriggerOperation::Truncate = op {
+                return Ok(LOG_TRUNCATE.run(client, &args, |_| Ok(()))?);
+            }
+            let (sql, op_key) = match op {
+                PgTriggerOperation::Insert => (LOG_INSERT, 0),
+                PgTriggerOperation::Update => (LOG_UPDATE, 1),
+                PgTriggerOperation::Delete => (LOG_DELETE, 2),
+                _ => return Err(Error::WrongEvent("audit")),
+            };
+            register_transition_tables(trigger);
+            let key = Key::PerTable(trigger.relid()?.to_u32(), op_key);
+            let types = [
+                PgBuiltInOids::TEXTOID,
+                PgBuiltInOids::INT4OID,
+                PgBuiltInOids::TEXTOID,
+            ];
+            run_kept(key, sql, &types, client, &args, |_| Ok(()))?;
+            Ok(())
+        })
     })?;
     Ok(None)
 }
@@ -137,7 +150,7 @@ fn audit_purge(
     archive_to: default!(Option<&str>, "NULL"),
 ) -> i64 {
     let _purge = scope::enter(Writer::AuditPurge);
-    Spi::connect_mut(|client| -> Result<i64, pgrx::spi::Error> {
+    sandbox::pinned(|| Spi::connect_mut(|client| -> Result<i64, pgrx::spi::Error> {
         let sql = match archive_to {
             None => "WITH d AS (DELETE FROM olaclick.audit_log WHERE at < $1 RETURNING 1) SELECT count(*) FROM d"
                 .to_string(),
@@ -157,6 +170,6 @@ fn audit_purge(
             }
         };
         Ok(client.update(sql.as_str(), None, &[older_than.into()])?.first().get_one::<i64>()?.unwrap_or(0))
-    })
+    }))
     .unwrap_or_else(|e| error!("olaclick.audit_purge: {e}"))
 }

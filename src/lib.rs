@@ -14,6 +14,7 @@ mod lines;
 mod notify;
 mod plans;
 mod restore;
+mod sandbox;
 mod scope;
 mod status;
 mod tenancy;
@@ -31,6 +32,11 @@ extension_sql_file!(
 );
 extension_sql_file!("../sql/demo.sql", name = "demo", requires = ["schema"]);
 extension_sql_file!("../sql/audit.sql", name = "audit", requires = ["schema"]);
+extension_sql_file!(
+    "../sql/security.sql",
+    name = "security",
+    requires = ["schema", "audit", "demo"]
+);
 extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 
 #[pg_guard]

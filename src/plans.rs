@@ -60,15 +60,19 @@ pub fn run_kept<'conn, R>(
     args: &[DatumWithOid<'_>],
     f: impl FnOnce(SpiTupleTable<'conn>) -> spi::Result<R>,
 ) -> spi::Result<R> {
-    let plan = match KEPT.with(|kept| kept.borrow().get(&key).copied()) {
-        Some(plan) => plan,
-        None => {
-            let types: Vec<PgOid> = types.iter().map(|&oid| PgOid::BuiltIn(oid)).collect();
-            let plan: &'static OwnedPreparedStatement =
-                Box::leak(Box::new(client.prepare_mut(sql, &types)?.keep()));
-            KEPT.with(|kept| kept.borrow_mut().insert(key, plan));
-            plan
-        }
-    };
-    f(client.update(plan, None, args)?)
+    // Parsed and run with a pinned search_path (see sandbox.rs); the plan
+    // cache re-parses a kept plan whenever the path it was made under changes.
+    crate::sandbox::pinned(|| {
+        let plan = match KEPT.with(|kept| kept.borrow().get(&key).copied()) {
+            Some(plan) => plan,
+            None => {
+                let types: Vec<PgOid> = types.iter().map(|&oid| PgOid::BuiltIn(oid)).collect();
+                let plan: &'static OwnedPreparedStatement =
+                    Box::leak(Box::new(client.prepare_mut(sql, &types)?.keep()));
+                KEPT.with(|kept| kept.borrow_mut().insert(key, plan));
+                plan
+            }
+        };
+        f(client.update(plan, None, args)?)
+    })
 }

@@ -16,6 +16,7 @@ use crate::gucs;
 use crate::notify;
 use crate::plans::Stmt;
 use crate::restore::restoring;
+use crate::sandbox;
 use crate::scope::{self, Writer};
 
 const ORDER: [&str; 3] = ["initiated", "sent", "delivered"];
@@ -170,9 +171,11 @@ fn orders_history<'a>(
     };
     let actor = gucs::user_id();
     let _history = scope::enter(Writer::History);
-    Spi::connect_mut(|client| {
-        register_transition_tables(trigger);
-        stmt.run(client, &[actor.into()], |_| Ok(()))
+    sandbox::as_owner(trigger.trigger_data().tg_relation, || {
+        Spi::connect_mut(|client| {
+            register_transition_tables(trigger);
+            stmt.run(client, &[actor.into()], |_| Ok(()))
+        })
     })?;
     Ok(None)
 }

@@ -84,21 +84,38 @@ pub async fn redis(config: &Config) -> Result<MultiplexedConnection> {
     let connect = client.get_multiplexed_async_connection();
     match tokio::time::timeout(Duration::from_secs(2), connect).await {
         Ok(Ok(con)) => Ok(con),
-        Ok(Err(e)) => anyhow::bail!("Redis at {}: {}", redact(&config.redis_url), config.scrub(e)),
-        Err(_) => anyhow::bail!("Redis at {}: connection timed out", redact(&config.redis_url)),
+        Ok(Err(e)) => anyhow::bail!(
+            "Redis at {}: {}",
+            redact(&config.redis_url),
+            config.scrub(e)
+        ),
+        Err(_) => anyhow::bail!(
+            "Redis at {}: connection timed out",
+            redact(&config.redis_url)
+        ),
     }
 }
 
-async fn postgres(config: &Config, role: &str) -> Result<(tokio_postgres::Client, tokio_postgres::Connection<tokio_postgres::Socket, tokio_postgres::tls::NoTlsStream>)> {
+async fn postgres(
+    config: &Config,
+    role: &str,
+) -> Result<(
+    tokio_postgres::Client,
+    tokio_postgres::Connection<tokio_postgres::Socket, tokio_postgres::tls::NoTlsStream>,
+)> {
     let mut pg: tokio_postgres::Config = config
         .database_url
         .parse()
         .map_err(|e| anyhow::anyhow!("invalid DATABASE_URL: {}", config.scrub(e)))?;
     pg.application_name(format!("{APPLICATION_NAME}-{role}"));
     pg.connect_timeout(Duration::from_secs(5));
-    pg.connect(NoTls)
-        .await
-        .map_err(|e| anyhow::anyhow!("PostgreSQL at {}: {}", redact(&config.database_url), config.scrub(e)))
+    pg.connect(NoTls).await.map_err(|e| {
+        anyhow::anyhow!(
+            "PostgreSQL at {}: {}",
+            redact(&config.database_url),
+            config.scrub(e)
+        )
+    })
 }
 
 /// What a reader saw of the cache before querying PostgreSQL.
@@ -108,7 +125,11 @@ pub struct Tokens {
     version: String,
 }
 
-pub async fn read_tokens(con: &mut MultiplexedConnection, restaurant: i64, status: &str) -> Result<Tokens> {
+pub async fn read_tokens(
+    con: &mut MultiplexedConnection,
+    restaurant: i64,
+    status: &str,
+) -> Result<Tokens> {
     let (generation, version): (Option<String>, Option<String>) = redis::cmd("MGET")
         .arg(GENERATION_KEY)
         .arg(version_key(restaurant, status))
@@ -123,9 +144,21 @@ pub async fn read_tokens(con: &mut MultiplexedConnection, restaurant: i64, statu
 /// The seed's Part 2 query for one tenant and status: orders of the last 7
 /// days with client and restaurant names, newest first, as a JSON document.
 pub async fn query_orders(config: &Config, restaurant: i64, status: &str) -> Result<String> {
-    let (client, connection) = postgres(config, "get").await?;
+    let (mut client, connection) = postgres(config, "get").await?;
     let task = tokio::spawn(connection);
-    let rows = client
+    // As olaclick_readonly (or app), row-level security shows only the tenant
+    // the session acts for: set it for this transaction.
+    let tx = client
+        .transaction()
+        .await
+        .map_err(|e| anyhow::anyhow!("{}", config.scrub(e)))?;
+    tx.execute(
+        "SELECT set_config('olaclick.restaurant_id', $1, true)",
+        &[&restaurant.to_string()],
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{}", config.scrub(e)))?;
+    let rows = tx
         .query(
             "SELECT p.id, p.total::text, c.name::text, r.name::text
              FROM olaclick.orders p
@@ -138,6 +171,9 @@ pub async fn query_orders(config: &Config, restaurant: i64, status: &str) -> Res
         )
         .await
         .map_err(|e| anyhow::anyhow!("query failed: {}", config.scrub(e)))?;
+    tx.commit()
+        .await
+        .map_err(|e| anyhow::anyhow!("{}", config.scrub(e)))?;
     drop(client);
     let _ = task.await;
     let orders: Vec<serde_json::Value> = rows
@@ -151,7 +187,10 @@ pub async fn query_orders(config: &Config, restaurant: i64, status: &str) -> Res
             })
         })
         .collect();
-    Ok(serde_json::json!({"restaurant_id": restaurant, "status": status, "orders": orders}).to_string())
+    Ok(
+        serde_json::json!({"restaurant_id": restaurant, "status": status, "orders": orders})
+            .to_string(),
+    )
 }
 
 /// Installs `json` under the key only if neither the key's version nor the
@@ -189,7 +228,9 @@ pub async fn install(
 pub enum Source {
     Cache,
     /// Read from PostgreSQL and stored (or not, if an invalidation raced it).
-    Database { stored: bool },
+    Database {
+        stored: bool,
+    },
     /// Read from PostgreSQL because Redis is unavailable (the reason).
     DatabaseWithoutCache(String),
 }
@@ -204,8 +245,10 @@ pub async fn get(config: &Config, restaurant: i64, status: &str) -> Result<(Stri
             return Ok((json, Source::DatabaseWithoutCache(e.to_string())));
         }
     };
-    let cached: redis::RedisResult<Option<String>> =
-        redis::cmd("GET").arg(data_key(restaurant, status)).query_async(&mut con).await;
+    let cached: redis::RedisResult<Option<String>> = redis::cmd("GET")
+        .arg(data_key(restaurant, status))
+        .query_async(&mut con)
+        .await;
     let tokens = match cached {
         Ok(Some(json)) => return Ok((json, Source::Cache)),
         Ok(None) => read_tokens(&mut con, restaurant, status).await,
@@ -224,11 +267,20 @@ pub async fn get(config: &Config, restaurant: i64, status: &str) -> Result<(Stri
 
 /// Deletes a restaurant's keys for `statuses` (all statuses when `all`) and
 /// bumps their versions, atomically.
-pub async fn invalidate(con: &mut MultiplexedConnection, restaurant: i64, statuses: &[String], all: bool) -> Result<()> {
+pub async fn invalidate(
+    con: &mut MultiplexedConnection,
+    restaurant: i64,
+    statuses: &[String],
+    all: bool,
+) -> Result<()> {
     let statuses: Vec<&str> = if all {
         STATUSES.to_vec()
     } else {
-        statuses.iter().map(String::as_str).filter(|s| STATUSES.contains(s)).collect()
+        statuses
+            .iter()
+            .map(String::as_str)
+            .filter(|s| STATUSES.contains(s))
+            .collect()
     };
     let script = redis::Script::new(
         r"
@@ -240,7 +292,9 @@ pub async fn invalidate(con: &mut MultiplexedConnection, restaurant: i64, status
     );
     let mut invocation = script.prepare_invoke();
     for status in statuses {
-        invocation.key(version_key(restaurant, status)).key(data_key(restaurant, status));
+        invocation
+            .key(version_key(restaurant, status))
+            .key(data_key(restaurant, status));
     }
     let _: i64 = invocation.invoke_async(con).await?;
     Ok(())
@@ -249,7 +303,10 @@ pub async fn invalidate(con: &mut MultiplexedConnection, restaurant: i64, status
 /// Treats the whole cache as stale: bumps the generation (so no reader that
 /// started before can install), then deletes every olaclick data key.
 pub async fn flush(con: &mut MultiplexedConnection) -> Result<usize> {
-    let _: i64 = redis::cmd("INCR").arg(GENERATION_KEY).query_async(con).await?;
+    let _: i64 = redis::cmd("INCR")
+        .arg(GENERATION_KEY)
+        .query_async(con)
+        .await?;
     let mut cursor: u64 = 0;
     let mut deleted = 0;
     loop {
@@ -300,7 +357,11 @@ pub async fn run_invalidator(config: Config) -> Result<()> {
         match listen_once(&config).await {
             Ok(()) => backoff = Duration::from_millis(100),
             Err(e) => {
-                warn!("invalidator: {}; reconnecting in {:?}", config.scrub(&e), backoff);
+                warn!(
+                    "invalidator: {}; reconnecting in {:?}",
+                    config.scrub(&e),
+                    backoff
+                );
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }
@@ -323,7 +384,9 @@ async fn listen_once(config: &Config) -> Result<()> {
         }
     });
     // LISTEN before flushing: a commit after the flush is then always heard.
-    client.batch_execute(&format!("LISTEN {}", quote_ident(&config.channel))).await?;
+    client
+        .batch_execute(&format!("LISTEN {}", quote_ident(&config.channel)))
+        .await?;
     let flushed = flush(&mut con).await?;
     info!(
         "invalidator: listening on {} at {}, Redis at {}; flushed {flushed} keys",
@@ -336,9 +399,15 @@ async fn listen_once(config: &Config) -> Result<()> {
             AsyncMessage::Notification(n) => match parse_payload(n.payload()) {
                 Some((restaurant, statuses, all)) => {
                     invalidate(&mut con, restaurant, &statuses, all).await?;
-                    info!("invalidated restaurant {restaurant} {statuses:?}{}", if all { " (all)" } else { "" });
+                    info!(
+                        "invalidated restaurant {restaurant} {statuses:?}{}",
+                        if all { " (all)" } else { "" }
+                    );
                 }
-                None => warn!("ignored a notification that is not olaclick's: {}", n.payload()),
+                None => warn!(
+                    "ignored a notification that is not olaclick's: {}",
+                    n.payload()
+                ),
             },
             AsyncMessage::Notice(notice) => info!("PostgreSQL: {}", notice.message()),
             _ => {}

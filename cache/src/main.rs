@@ -17,7 +17,12 @@ struct Cli {
     database_url: String,
 
     /// Redis to cache in.
-    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "REDIS_URL",
+        default_value = "redis://127.0.0.1:6379",
+        hide_env_values = true
+    )]
     redis_url: String,
 
     /// Seconds a cached list lives, even if no invalidation comes.
@@ -25,7 +30,11 @@ struct Cli {
     ttl: u64,
 
     /// Notification channel: the olaclick.notify_channel of the writers.
-    #[arg(long, env = "OLACLICK_NOTIFY_CHANNEL", default_value = "olaclick_cache")]
+    #[arg(
+        long,
+        env = "OLACLICK_NOTIFY_CHANNEL",
+        default_value = "olaclick_cache"
+    )]
     channel: String,
 
     #[command(subcommand)]
@@ -65,19 +74,23 @@ async fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Invalidate => olaclick_cache::run_invalidator(config.clone()).await,
-        Command::Get { restaurant, status } => match olaclick_cache::get(&config, restaurant, &status).await {
-            Ok((json, source)) => {
-                println!("{json}");
-                match source {
-                    Source::Cache | Source::Database { .. } => {}
-                    Source::DatabaseWithoutCache(why) => {
-                        eprintln!("olaclick-cache: answered from PostgreSQL without the cache: {why}")
+        Command::Get { restaurant, status } => {
+            match olaclick_cache::get(&config, restaurant, &status).await {
+                Ok((json, source)) => {
+                    println!("{json}");
+                    match source {
+                        Source::Cache | Source::Database { .. } => {}
+                        Source::DatabaseWithoutCache(why) => {
+                            eprintln!(
+                                "olaclick-cache: answered from PostgreSQL without the cache: {why}"
+                            )
+                        }
                     }
+                    Ok(())
                 }
-                Ok(())
+                Err(e) => Err(e),
             }
-            Err(e) => Err(e),
-        },
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

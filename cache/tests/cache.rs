@@ -13,12 +13,17 @@ use tokio_postgres::NoTls;
 const BIN: &str = env!("CARGO_BIN_EXE_olaclick-cache");
 
 fn pg_base() -> String {
-    std::env::var("OLACLICK_TEST_PG")
-        .expect("OLACLICK_TEST_PG must name a PostgreSQL with olaclick installed (scripts/test sets it)")
+    std::env::var("OLACLICK_TEST_PG").expect(
+        "OLACLICK_TEST_PG must name a PostgreSQL with olaclick installed (scripts/test sets it)",
+    )
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 struct Redis {
@@ -28,14 +33,26 @@ struct Redis {
 
 impl Redis {
     fn start() -> Redis {
-        let mut redis = Redis { port: free_port(), child: None };
+        let mut redis = Redis {
+            port: free_port(),
+            child: None,
+        };
         redis.spawn();
         redis
     }
 
     fn spawn(&mut self) {
         let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .stdout(Stdio::null())
             .spawn()
             .expect("redis-server (Debian package redis-server) must be installed");
@@ -59,7 +76,11 @@ impl Redis {
     }
 
     async fn con(&self) -> MultiplexedConnection {
-        redis::Client::open(self.url()).unwrap().get_multiplexed_async_connection().await.unwrap()
+        redis::Client::open(self.url())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap()
     }
 }
 
@@ -81,11 +102,21 @@ impl Env {
     /// (ids 1 and 2 of restaurant 1, 3 of restaurant 2), and a fresh Redis.
     async fn new(name: &str) -> Env {
         let db = format!("olaclick_cache_{name}");
-        let (admin, conn) = tokio_postgres::connect(&format!("{}/postgres", pg_base()), NoTls).await.unwrap();
+        let (admin, conn) = tokio_postgres::connect(&format!("{}/postgres", pg_base()), NoTls)
+            .await
+            .unwrap();
         tokio::spawn(conn);
-        admin.batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")).await.unwrap();
-        admin.batch_execute(&format!("CREATE DATABASE {db}")).await.unwrap();
-        let (pg, conn) = tokio_postgres::connect(&format!("{}/{db}", pg_base()), NoTls).await.unwrap();
+        admin
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+            .await
+            .unwrap();
+        admin
+            .batch_execute(&format!("CREATE DATABASE {db}"))
+            .await
+            .unwrap();
+        let (pg, conn) = tokio_postgres::connect(&format!("{}/{db}", pg_base()), NoTls)
+            .await
+            .unwrap();
         tokio::spawn(conn);
         pg.batch_execute(
             "CREATE EXTENSION olaclick;
@@ -98,7 +129,12 @@ impl Env {
         )
         .await
         .unwrap();
-        Env { db, redis: Redis::start(), pg, invalidator: None }
+        Env {
+            db,
+            redis: Redis::start(),
+            pg,
+            invalidator: None,
+        }
     }
 
     fn config(&self) -> Config {
@@ -125,16 +161,31 @@ impl Env {
     async fn start_invalidator(&mut self) {
         let mut con = self.redis.con().await;
         let before = generation(&mut con).await;
-        self.invalidator = Some(self.command().arg("invalidate").stderr(Stdio::null()).spawn().unwrap());
-        eventually("the invalidator listens", || async { generation(&mut self.redis.con().await).await > before }).await;
+        self.invalidator = Some(
+            self.command()
+                .arg("invalidate")
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        eventually("the invalidator listens", || async {
+            generation(&mut self.redis.con().await).await > before
+        })
+        .await;
     }
 
     async fn cached(&self, restaurant: i64, status: &str) -> Option<String> {
-        redis::cmd("GET").arg(data_key(restaurant, status)).query_async(&mut self.redis.con().await).await.unwrap()
+        redis::cmd("GET")
+            .arg(data_key(restaurant, status))
+            .query_async(&mut self.redis.con().await)
+            .await
+            .unwrap()
     }
 
     async fn get(&self, restaurant: i64, status: &str) -> (String, Source) {
-        olaclick_cache::get(&self.config(), restaurant, status).await.unwrap()
+        olaclick_cache::get(&self.config(), restaurant, status)
+            .await
+            .unwrap()
     }
 
     async fn wait_gone(&self, restaurant: i64, status: &str) {
@@ -155,7 +206,11 @@ impl Drop for Env {
 }
 
 async fn generation(con: &mut MultiplexedConnection) -> i64 {
-    let g: Option<i64> = redis::cmd("GET").arg(olaclick_cache::GENERATION_KEY).query_async(con).await.unwrap_or(None);
+    let g: Option<i64> = redis::cmd("GET")
+        .arg(olaclick_cache::GENERATION_KEY)
+        .query_async(con)
+        .await
+        .unwrap_or(None);
     g.unwrap_or(0)
 }
 
@@ -177,22 +232,40 @@ where
 async fn a_commit_invalidates_and_a_rollback_does_not() {
     let mut env = Env::new("commit").await;
     env.start_invalidator().await;
-    assert_eq!(env.get(1, "initiated").await.1, Source::Database { stored: true });
+    assert_eq!(
+        env.get(1, "initiated").await.1,
+        Source::Database { stored: true }
+    );
     let (json, source) = env.get(1, "initiated").await;
     assert_eq!(source, Source::Cache);
-    assert!(json.contains(r#""id":1"#) && json.contains(r#""client":"Ana""#), "{json}");
+    assert!(
+        json.contains(r#""id":1"#) && json.contains(r#""client":"Ana""#),
+        "{json}"
+    );
 
     // Rolled back: no notification. Committing on restaurant 2 afterwards is
     // a fence: once its key is gone, anything restaurant 1 got would have
     // arrived too.
-    env.pg.batch_execute("BEGIN; UPDATE olaclick.orders SET status = 'sent' WHERE id = 1; ROLLBACK;").await.unwrap();
+    env.pg
+        .batch_execute("BEGIN; UPDATE olaclick.orders SET status = 'sent' WHERE id = 1; ROLLBACK;")
+        .await
+        .unwrap();
     env.get(2, "initiated").await;
-    env.pg.batch_execute("UPDATE olaclick.orders SET status = 'sent' WHERE id = 3").await.unwrap();
+    env.pg
+        .batch_execute("UPDATE olaclick.orders SET status = 'sent' WHERE id = 3")
+        .await
+        .unwrap();
     env.wait_gone(2, "initiated").await;
-    assert!(env.cached(1, "initiated").await.is_some(), "a rolled-back change invalidated the cache");
+    assert!(
+        env.cached(1, "initiated").await.is_some(),
+        "a rolled-back change invalidated the cache"
+    );
 
     env.get(1, "sent").await;
-    env.pg.batch_execute("UPDATE olaclick.orders SET status = 'sent' WHERE id = 1").await.unwrap();
+    env.pg
+        .batch_execute("UPDATE olaclick.orders SET status = 'sent' WHERE id = 1")
+        .await
+        .unwrap();
     env.wait_gone(1, "initiated").await;
     env.wait_gone(1, "sent").await;
     let (json, source) = env.get(1, "sent").await;
@@ -209,16 +282,36 @@ async fn a_reader_that_raced_an_invalidation_installs_nothing() {
     let tokens = read_tokens(&mut con, 1, "initiated").await.unwrap();
     let stale = query_orders(&env.config(), 1, "initiated").await.unwrap();
     // ...then an order leaves the list, and the invalidator handles it...
-    let version_before: Option<i64> = redis::cmd("GET").arg(version_key(1, "initiated")).query_async(&mut con).await.unwrap();
-    env.pg.batch_execute("UPDATE olaclick.orders SET status = 'sent' WHERE id = 2").await.unwrap();
+    let version_before: Option<i64> = redis::cmd("GET")
+        .arg(version_key(1, "initiated"))
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    env.pg
+        .batch_execute("UPDATE olaclick.orders SET status = 'sent' WHERE id = 2")
+        .await
+        .unwrap();
     eventually("the invalidation is handled", || async {
-        let v: Option<i64> = redis::cmd("GET").arg(version_key(1, "initiated")).query_async(&mut env.redis.con().await).await.unwrap();
+        let v: Option<i64> = redis::cmd("GET")
+            .arg(version_key(1, "initiated"))
+            .query_async(&mut env.redis.con().await)
+            .await
+            .unwrap();
         v != version_before
     })
     .await;
     // ...so the reader's older result must not go in.
     assert!(stale.contains(r#""id":2"#));
-    let installed = install(&mut con, 1, "initiated", &tokens, &stale, Duration::from_secs(60)).await.unwrap();
+    let installed = install(
+        &mut con,
+        1,
+        "initiated",
+        &tokens,
+        &stale,
+        Duration::from_secs(60),
+    )
+    .await
+    .unwrap();
     assert!(!installed);
     assert_eq!(env.cached(1, "initiated").await, None);
     let (fresh, _) = env.get(1, "initiated").await;
@@ -243,10 +336,16 @@ async fn the_invalidator_reconnects_after_its_backend_is_terminated() {
         .get(0);
     assert_eq!(terminated, 1);
     // Reconnected: it flushed what it may have missed (bumping the generation).
-    eventually("the invalidator reconnects", || async { generation(&mut env.redis.con().await).await > before }).await;
+    eventually("the invalidator reconnects", || async {
+        generation(&mut env.redis.con().await).await > before
+    })
+    .await;
     assert_eq!(env.cached(1, "initiated").await, None);
     env.get(1, "initiated").await;
-    env.pg.batch_execute("UPDATE olaclick.orders SET status = 'sent' WHERE id = 1").await.unwrap();
+    env.pg
+        .batch_execute("UPDATE olaclick.orders SET status = 'sent' WHERE id = 1")
+        .await
+        .unwrap();
     env.wait_gone(1, "initiated").await;
 }
 
@@ -257,12 +356,21 @@ async fn the_invalidator_survives_a_redis_restart() {
     env.redis.stop();
     // A commit while Redis is away: it has nothing to invalidate, and the
     // flush on reconnection covers whatever a persistent Redis kept.
-    env.pg.batch_execute("UPDATE olaclick.orders SET status = 'sent' WHERE id = 1").await.unwrap();
+    env.pg
+        .batch_execute("UPDATE olaclick.orders SET status = 'sent' WHERE id = 1")
+        .await
+        .unwrap();
     env.redis.spawn();
-    eventually("the invalidator reconnects to Redis", || async { generation(&mut env.redis.con().await).await > 0 }).await;
+    eventually("the invalidator reconnects to Redis", || async {
+        generation(&mut env.redis.con().await).await > 0
+    })
+    .await;
     env.get(1, "sent").await;
     assert!(env.cached(1, "sent").await.is_some());
-    env.pg.batch_execute("UPDATE olaclick.orders SET status = 'delivered' WHERE id = 1").await.unwrap();
+    env.pg
+        .batch_execute("UPDATE olaclick.orders SET status = 'delivered' WHERE id = 1")
+        .await
+        .unwrap();
     env.wait_gone(1, "sent").await;
 }
 
@@ -272,43 +380,94 @@ async fn get_answers_from_postgres_when_redis_is_down_and_hides_passwords() {
     env.redis.stop();
     let out = env
         .command()
-        .env("REDIS_URL", format!("redis://:s3cret-pw@127.0.0.1:{}", env.redis.port))
+        .env(
+            "REDIS_URL",
+            format!("redis://:s3cret-pw@127.0.0.1:{}", env.redis.port),
+        )
         .args(["get", "--restaurant", "1", "--status", "initiated"])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    assert!(stdout.contains(r#""id":1"#) && stdout.contains(r#""id":2"#), "{stdout}");
-    assert!(stderr.contains("answered from PostgreSQL without the cache"), "{stderr}");
-    assert!(!stderr.contains("s3cret-pw") && !stdout.contains("s3cret-pw"), "{stderr}");
+    assert!(
+        stdout.contains(r#""id":1"#) && stdout.contains(r#""id":2"#),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("answered from PostgreSQL without the cache"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("s3cret-pw") && !stdout.contains("s3cret-pw"),
+        "{stderr}"
+    );
 
     // A wrong database password is reported without echoing it.
     let out = env
         .command()
-        .env("DATABASE_URL", format!("postgresql://nobody:db-s3cret@127.0.0.1:1/{}", env.db))
+        .env(
+            "DATABASE_URL",
+            format!("postgresql://nobody:db-s3cret@127.0.0.1:1/{}", env.db),
+        )
         .args(["get", "--restaurant", "1", "--status", "initiated"])
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(stderr.contains("PostgreSQL at") && !stderr.contains("db-s3cret"), "{stderr}");
+    assert!(
+        stderr.contains("PostgreSQL at") && !stderr.contains("db-s3cret"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn get_works_for_the_least_privileged_reader() {
+    let env = Env::new("readonly").await;
+    env.pg
+        .batch_execute(
+            "DO $$ BEGIN
+               IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'reports_test') THEN
+                 CREATE ROLE reports_test LOGIN IN ROLE olaclick_readonly;
+               END IF;
+             END $$",
+        )
+        .await
+        .unwrap();
+    let mut config = env.config();
+    config.database_url = config.database_url.replace("postgres@", "reports_test@");
+    let json = query_orders(&config, 1, "initiated").await.unwrap();
+    assert!(
+        json.contains(r#""id":1"#) && json.contains(r#""id":2"#) && !json.contains(r#""id":3"#),
+        "{json}"
+    );
 }
 
 #[test]
 fn help_documents_the_environment() {
     let out = Command::new(BIN).arg("--help").output().unwrap();
     let help = String::from_utf8_lossy(&out.stdout);
-    for var in ["DATABASE_URL", "REDIS_URL", "OLACLICK_CACHE_TTL", "OLACLICK_NOTIFY_CHANNEL"] {
+    for var in [
+        "DATABASE_URL",
+        "REDIS_URL",
+        "OLACLICK_CACHE_TTL",
+        "OLACLICK_NOTIFY_CHANNEL",
+    ] {
         assert!(help.contains(var), "--help does not mention {var}:\n{help}");
     }
 }
 
 #[test]
 fn payloads_parse() {
-    let p = olaclick_cache::parse_payload(r#"{"restaurant_id": 4, "statuses": ["initiated", "sent"], "orders": [1, 2]}"#);
-    assert_eq!(p, Some((4, vec!["initiated".to_string(), "sent".to_string()], false)));
-    let p = olaclick_cache::parse_payload(r#"{"restaurant_id": 4, "statuses": ["sent"], "all": true}"#);
+    let p = olaclick_cache::parse_payload(
+        r#"{"restaurant_id": 4, "statuses": ["initiated", "sent"], "orders": [1, 2]}"#,
+    );
+    assert_eq!(
+        p,
+        Some((4, vec!["initiated".to_string(), "sent".to_string()], false))
+    );
+    let p =
+        olaclick_cache::parse_payload(r#"{"restaurant_id": 4, "statuses": ["sent"], "all": true}"#);
     assert_eq!(p, Some((4, vec!["sent".to_string()], true)));
     assert_eq!(olaclick_cache::parse_payload("hello"), None);
 }

@@ -9,18 +9,24 @@ mod drop_guard;
 mod dump_restore;
 mod orders;
 mod schema;
+mod security;
 mod tenancy;
 
 /// Runs `sql` in a subtransaction and returns `SQLSTATE: message` if it
 /// failed, `None` if it succeeded. The subtransaction (a PL/pgSQL exception
 /// block) keeps the test's transaction usable after the error.
 pub fn try_sql(sql: &str) -> Option<String> {
+    // Created once per session (whoever creates it owns it; tests switch roles).
     Spi::run(
-        "CREATE OR REPLACE FUNCTION pg_temp.olaclick_try(sql text) RETURNS text
-         LANGUAGE plpgsql AS $$
-         BEGIN EXECUTE sql; RETURN NULL;
-         EXCEPTION WHEN OTHERS THEN RETURN SQLSTATE || ': ' || SQLERRM;
-         END $$",
+        "DO $do$ BEGIN
+           IF to_regprocedure('pg_temp.olaclick_try(text)') IS NULL THEN
+             CREATE FUNCTION pg_temp.olaclick_try(sql text) RETURNS text
+             LANGUAGE plpgsql AS $$
+             BEGIN EXECUTE sql; RETURN NULL;
+             EXCEPTION WHEN OTHERS THEN RETURN SQLSTATE || ': ' || SQLERRM;
+             END $$;
+           END IF;
+         END $do$",
     )
     .unwrap();
     Spi::get_one_with_args::<String>("SELECT pg_temp.olaclick_try($1)", &[sql.into()]).unwrap()

@@ -1,0 +1,79 @@
+-- Least-privilege group roles and tenant isolation (row-level security).
+--
+-- Roles are cluster-wide, so they are created only if missing (another
+-- database may have installed olaclick) and DROP EXTENSION leaves them. They
+-- are NOLOGIN groups: per-environment login roles are granted them (README).
+--
+--   olaclick_app       DML on the business tables, nothing else: no DDL,
+--                      no writes to history or audit (olaclick writes those),
+--                      no reading the audit log.
+--   olaclick_readonly  reads the business tables (reporting, read replicas).
+--   olaclick_auditor   reads audit_log and order_status_history, all tenants.
+--   olaclick_pgaudit   holds nothing but pgaudit's object-audit grants:
+--                      with pgaudit.role = 'olaclick_pgaudit', every SELECT
+--                      of users and clients is logged (README).
+--
+-- app and readonly see and write one tenant: olaclick.restaurant_id. Unset,
+-- they see no rows and can write none. RLS is ENABLEd and FORCEd on every
+-- tenant table; superusers (and so the extension's own triggers writing as the
+-- table owner, and pg_dump) bypass it as PostgreSQL always lets them.
+
+DO $roles$
+DECLARE r text;
+BEGIN
+    FOREACH r IN ARRAY ARRAY['olaclick_app', 'olaclick_readonly', 'olaclick_auditor', 'olaclick_pgaudit'] LOOP
+        IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = r) THEN
+            EXECUTE pg_catalog.format('CREATE ROLE %I NOLOGIN', r);
+        END IF;
+    END LOOP;
+END
+$roles$;
+
+-- The tenant of this session, read once per query: policies call it in a
+-- scalar subquery, which the planner runs once (an InitPlan) and feeds to
+-- index scans on restaurant_id.
+CREATE FUNCTION current_restaurant() RETURNS integer
+    LANGUAGE sql STABLE PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+    RETURN nullif(current_setting('olaclick.restaurant_id', true), '')::integer;
+
+REVOKE ALL ON SCHEMA olaclick FROM PUBLIC;
+GRANT USAGE ON SCHEMA olaclick TO olaclick_app, olaclick_readonly, olaclick_auditor, olaclick_pgaudit;
+REVOKE ALL ON ALL TABLES IN SCHEMA olaclick FROM PUBLIC;
+REVOKE ALL ON ALL SEQUENCES IN SCHEMA olaclick FROM PUBLIC;
+
+GRANT SELECT, UPDATE ON restaurants TO olaclick_app;
+GRANT SELECT, INSERT, UPDATE, DELETE ON users, branches, clients, products, orders, order_details TO olaclick_app;
+GRANT SELECT ON order_status_history TO olaclick_app;
+GRANT USAGE ON ALL SEQUENCES IN SCHEMA olaclick TO olaclick_app;
+
+GRANT SELECT ON restaurants, users, branches, clients, products, orders, order_details,
+                order_status_history TO olaclick_readonly;
+
+GRANT SELECT ON audit_log, order_status_history TO olaclick_auditor;
+
+GRANT SELECT ON users, clients TO olaclick_pgaudit;
+
+GRANT EXECUTE ON FUNCTION current_restaurant(), current_actor() TO olaclick_app, olaclick_readonly;
+
+DO $rls$
+DECLARE t text;
+BEGIN
+    FOREACH t IN ARRAY ARRAY['restaurants', 'users', 'branches', 'clients', 'products', 'orders',
+                             'order_details', 'order_status_history', 'audit_log'] LOOP
+        EXECUTE pg_catalog.format('ALTER TABLE olaclick.%I ENABLE ROW LEVEL SECURITY', t);
+        EXECUTE pg_catalog.format('ALTER TABLE olaclick.%I FORCE ROW LEVEL SECURITY', t);
+        EXECUTE pg_catalog.format(
+            'CREATE POLICY tenant ON olaclick.%I TO olaclick_app, olaclick_readonly
+               USING (%I = (SELECT olaclick.current_restaurant()))
+               WITH CHECK (%I = (SELECT olaclick.current_restaurant()))',
+            t, CASE t WHEN 'restaurants' THEN 'id' ELSE 'restaurant_id' END,
+               CASE t WHEN 'restaurants' THEN 'id' ELSE 'restaurant_id' END);
+    END LOOP;
+END
+$rls$;
+
+CREATE POLICY auditor ON audit_log TO olaclick_auditor USING (true);
+CREATE POLICY auditor ON order_status_history TO olaclick_auditor USING (true);
+CREATE POLICY pgaudit ON users TO olaclick_pgaudit USING (true);
+CREATE POLICY pgaudit ON clients TO olaclick_pgaudit USING (true);
