@@ -37,6 +37,7 @@ extension_sql_file!(
     name = "security",
     requires = ["schema", "audit", "demo"]
 );
+extension_sql_file!("../sql/ops.sql", name = "ops", requires = ["security"]);
 extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 
 #[pg_guard]
