@@ -1,0 +1,72 @@
+//! Cache figures for bench/run: `get` on a hit and on a miss against the plain
+//! query, and invalidation latency from commit to key deleted. Needs
+//! DATABASE_URL (olaclick with demo data), REDIS_URL, and an invalidator running.
+//! Prints one line per figure: name p50 p99 (ms).
+
+use std::time::{Duration, Instant};
+
+use olaclick_cache::{data_key, get, query_orders, Config};
+use tokio_postgres::NoTls;
+
+fn pct(mut v: Vec<f64>, p: f64) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[((v.len() as f64 * p / 100.0) as usize).min(v.len() - 1)]
+}
+
+fn report(name: &str, v: Vec<f64>) {
+    println!("{name} {:.3} {:.3}", pct(v.clone(), 50.0), pct(v, 99.0));
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = Config {
+        database_url: std::env::var("DATABASE_URL")?,
+        redis_url: std::env::var("REDIS_URL")?,
+        ttl: Duration::from_secs(60),
+        channel: "olaclick_cache".into(),
+    };
+    let n = 200;
+    let mut redis = olaclick_cache::redis(&config).await?;
+    let (pg, conn) = tokio_postgres::connect(&config.database_url, NoTls).await?;
+    tokio::spawn(conn);
+
+    let (mut plain, mut miss, mut hit, mut invalidation) = (vec![], vec![], vec![], vec![]);
+    for i in 0..n {
+        let restaurant = 1 + (i % 50) as i64;
+        let t = Instant::now();
+        query_orders(&config, restaurant, "sent").await?;
+        plain.push(t.elapsed().as_secs_f64() * 1e3);
+
+        let _: () = redis::cmd("DEL").arg(data_key(restaurant, "sent")).query_async(&mut redis).await?;
+        let t = Instant::now();
+        get(&config, restaurant, "sent").await?;
+        miss.push(t.elapsed().as_secs_f64() * 1e3);
+        let t = Instant::now();
+        get(&config, restaurant, "sent").await?;
+        hit.push(t.elapsed().as_secs_f64() * 1e3);
+
+        // A committed change to one of the restaurant's sent orders; the
+        // clock runs from the commit's return to the key's deletion.
+        pg.execute(
+            "UPDATE olaclick.orders SET client_id = client_id
+             WHERE id = (SELECT min(id) FROM olaclick.orders WHERE restaurant_id = $1 AND status = 'sent')",
+            &[&(restaurant as i32)],
+        )
+        .await?;
+        let t = Instant::now();
+        loop {
+            let exists: i64 = redis::cmd("EXISTS").arg(data_key(restaurant, "sent")).query_async(&mut redis).await?;
+            if exists == 0 {
+                break;
+            }
+            anyhow::ensure!(t.elapsed() < Duration::from_secs(5), "no invalidation within 5 s");
+            tokio::time::sleep(Duration::from_micros(50)).await;
+        }
+        invalidation.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    report("plain_query", plain);
+    report("get_miss", miss);
+    report("get_hit", hit);
+    report("invalidation", invalidation);
+    Ok(())
+}
