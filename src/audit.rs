@@ -150,26 +150,33 @@ fn audit_purge(
     archive_to: default!(Option<&str>, "NULL"),
 ) -> i64 {
     let _purge = scope::enter(Writer::AuditPurge);
-    sandbox::pinned(|| Spi::connect_mut(|client| -> Result<i64, pgrx::spi::Error> {
-        let sql = match archive_to {
+    Spi::connect_mut(|client| -> Result<i64, pgrx::spi::Error> {
+        // The archive is named as the caller means it (their search_path, temp
+        // tables included), then goes into the SQL fully qualified and quoted:
+        // an identifier, never text.
+        let target = match archive_to {
+            None => None,
+            Some(name) => client
+                .select(
+                    "SELECT pg_catalog.format('%I.%I', n.nspname, c.relname)
+                     FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                     WHERE c.oid = $1::pg_catalog.regclass",
+                    None,
+                    &[name.into()],
+                )?
+                .first()
+                .get_one::<String>()?,
+        };
+        let sql = match target {
             None => "WITH d AS (DELETE FROM olaclick.audit_log WHERE at < $1 RETURNING 1) SELECT count(*) FROM d"
                 .to_string(),
-            Some(name) => {
-                // regclass resolves and quotes the name: it goes into the SQL
-                // as an identifier, never as text.
-                let target = client
-                    .select("SELECT $1::regclass::text", None, &[name.into()])?
-                    .first()
-                    .get_one::<String>()?
-                    .unwrap_or_default();
-                format!(
-                    "WITH d AS (DELETE FROM olaclick.audit_log WHERE at < $1 RETURNING *),
-                          a AS (INSERT INTO {target} SELECT * FROM d RETURNING 1)
-                     SELECT count(*) FROM a"
-                )
-            }
+            Some(target) => format!(
+                "WITH d AS (DELETE FROM olaclick.audit_log WHERE at < $1 RETURNING *),
+                      a AS (INSERT INTO {target} SELECT * FROM d RETURNING 1)
+                 SELECT count(*) FROM a"
+            ),
         };
-        Ok(client.update(sql.as_str(), None, &[older_than.into()])?.first().get_one::<i64>()?.unwrap_or(0))
-    }))
+        sandbox::pinned(|| Ok(client.update(sql.as_str(), None, &[older_than.into()])?.first().get_one::<i64>()?.unwrap_or(0)))
+    })
     .unwrap_or_else(|e| error!("olaclick.audit_purge: {e}"))
 }

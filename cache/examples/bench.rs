@@ -37,7 +37,10 @@ async fn main() -> anyhow::Result<()> {
         query_orders(&config, restaurant, "sent").await?;
         plain.push(t.elapsed().as_secs_f64() * 1e3);
 
-        let _: () = redis::cmd("DEL").arg(data_key(restaurant, "sent")).query_async(&mut redis).await?;
+        let _: () = redis::cmd("DEL")
+            .arg(data_key(restaurant, "sent"))
+            .query_async(&mut redis)
+            .await?;
         let t = Instant::now();
         get(&config, restaurant, "sent").await?;
         miss.push(t.elapsed().as_secs_f64() * 1e3);
@@ -55,11 +58,17 @@ async fn main() -> anyhow::Result<()> {
         .await?;
         let t = Instant::now();
         loop {
-            let exists: i64 = redis::cmd("EXISTS").arg(data_key(restaurant, "sent")).query_async(&mut redis).await?;
+            let exists: i64 = redis::cmd("EXISTS")
+                .arg(data_key(restaurant, "sent"))
+                .query_async(&mut redis)
+                .await?;
             if exists == 0 {
                 break;
             }
-            anyhow::ensure!(t.elapsed() < Duration::from_secs(5), "no invalidation within 5 s");
+            anyhow::ensure!(
+                t.elapsed() < Duration::from_secs(5),
+                "no invalidation within 5 s"
+            );
             tokio::time::sleep(Duration::from_micros(50)).await;
         }
         invalidation.push(t.elapsed().as_secs_f64() * 1e3);
