@@ -90,10 +90,9 @@ fn history_delete_guard<'a>(
 ) -> Result<Option<PgHeapTuple<'a, impl WhoAllocated>>, Error> {
     let order = Spi::connect_mut(|client| {
         register_transition_tables(trigger);
-        ORPHANED_HISTORY.run(client, &[], |rows| match rows.is_empty() {
-            true => Ok(None),
-            false => rows.first().get_one::<i64>(),
-        })
+        ORPHANED_HISTORY
+            .first(client, &[], |row| row.get_one::<i64>())
+            .map(Option::flatten)
     })?;
     if let Some(order) = order {
         refuse(

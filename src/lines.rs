@@ -43,11 +43,8 @@ fn order_details_defaults<'a>(
         return Ok(Some(line));
     };
     let found = Spi::connect_mut(|client| {
-        ORDER_AND_PRICE.run(client, &[order.into(), product.into()], |rows| {
-            match rows.is_empty() {
-                true => Ok(None),
-                false => rows.first().get_two::<i32, AnyNumeric>().map(Some),
-            }
+        ORDER_AND_PRICE.first(client, &[order.into(), product.into()], |row| {
+            row.get_two::<i32, AnyNumeric>()
         })
     })?;
     let Some((Some(restaurant), price)) = found else {

@@ -49,6 +49,23 @@ impl Stmt {
             f,
         )
     }
+
+    /// Runs the statement and reads its first row with `get`; `None` when it
+    /// returns no row (pgrx's `first()` is an error on an empty result).
+    pub fn first<'conn, T>(
+        &'static self,
+        client: &mut SpiClient<'conn>,
+        args: &[DatumWithOid<'_>],
+        get: impl FnOnce(SpiTupleTable<'conn>) -> spi::Result<T>,
+    ) -> spi::Result<Option<T>> {
+        self.run(client, args, |rows| {
+            if rows.is_empty() {
+                Ok(None)
+            } else {
+                get(rows.first()).map(Some)
+            }
+        })
+    }
 }
 
 /// Runs `sql`, prepared and kept under `key` the first time.

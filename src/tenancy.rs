@@ -40,10 +40,9 @@ fn restaurants_creator_check<'a>(
         return Ok(Some(row));
     };
     let owner = Spi::connect_mut(|client| {
-        USER_TENANT.run(client, &[user.into()], |rows| match rows.is_empty() {
-            true => Ok(None),
-            false => rows.first().get_one::<i32>(),
-        })
+        USER_TENANT
+            .first(client, &[user.into()], |row| row.get_one::<i32>())
+            .map(Option::flatten)
     })?;
     match owner {
         Some(owner) if owner == restaurant => {}

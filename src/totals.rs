@@ -108,10 +108,7 @@ fn order_details_totals<'a>(
         }
         // Orders deleted in this transaction (a cascade from orders) are gone
         // from view and take their lines with them; the rest are frozen.
-        frozen.run(client, &[], |rows| match rows.is_empty() {
-            true => Ok(None),
-            false => rows.first().get_three::<i64, i32, String>().map(Some),
-        })
+        frozen.first(client, &[], |row| row.get_three::<i64, i32, String>())
     })?;
     if let Some((Some(order), Some(restaurant), Some(status))) = offender {
         refuse(
