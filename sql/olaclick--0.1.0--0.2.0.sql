@@ -2,6 +2,9 @@
 
 \echo Use "ALTER EXTENSION olaclick UPDATE" to load this file. \quit
 
+-- Index-only joins from orders to their client's name (see sql/schema.sql).
+CREATE INDEX clients_id_name_idx ON olaclick.clients (id) INCLUDE (name);
+
 -- Every broken invariant olaclick guarantees, one row per problem: run it
 -- after a restore, a point-in-time recovery or a failover; no rows is healthy.
 -- Invoker's rights: the application and read-only roles see their tenant.
