@@ -14,11 +14,10 @@ use pgrx::prelude::*;
 
 use crate::error::Error;
 use crate::gucs;
-use crate::plans::{run_kept, Key, Stmt};
+use crate::plans::{register_transition_tables, run_kept, Key, Stmt};
 use crate::restore::restoring;
 use crate::sandbox;
 use crate::scope::{self, Writer};
-use crate::status::register_transition_tables;
 
 /// The table's settings, as one row even when it has none ($1: table name).
 macro_rules! settings {
@@ -91,12 +90,15 @@ static LOG_TRUNCATE: Stmt = Stmt {
          INSERT INTO olaclick.audit_log (table_name, op, actor_user_id, db_role)
          SELECT $1, 'TRUNCATE', $2, $3 FROM s WHERE s.enabled"
     ),
-    args: &[
-        PgBuiltInOids::TEXTOID,
-        PgBuiltInOids::INT4OID,
-        PgBuiltInOids::TEXTOID,
-    ],
+    args: ARGS,
 };
+
+/// Every audit statement takes ($1 table name, $2 actor, $3 role).
+const ARGS: &[PgBuiltInOids] = &[
+    PgBuiltInOids::TEXTOID,
+    PgBuiltInOids::INT4OID,
+    PgBuiltInOids::TEXTOID,
+];
 
 /// AFTER INSERT / UPDATE / DELETE (with transition tables old_rows and/or
 /// new_rows) and AFTER TRUNCATE, FOR EACH STATEMENT, on every business table.
@@ -128,12 +130,7 @@ fn audit<'a>(
             };
             register_transition_tables(trigger);
             let key = Key::PerTable(trigger.relid()?.to_u32(), op_key);
-            let types = [
-                PgBuiltInOids::TEXTOID,
-                PgBuiltInOids::INT4OID,
-                PgBuiltInOids::TEXTOID,
-            ];
-            run_kept(key, sql, &types, client, &args, |_| Ok(()))?;
+            run_kept(key, sql, ARGS, client, &args, |_| Ok(()))?;
             Ok(())
         })
     })?;

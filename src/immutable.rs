@@ -7,12 +7,16 @@
 use pgrx::prelude::*;
 
 use crate::error::{refuse, Error};
-use crate::plans::Stmt;
+use crate::plans::{register_transition_tables, Stmt};
 use crate::restore::restoring;
 use crate::scope::{self, Writer};
-use crate::status::register_transition_tables;
 
-fn refuse_write(table: &str, action: &str, hint: &str) -> ! {
+fn refuse_write(table: &str, action: &str) -> ! {
+    let hint = if table == "audit_log" {
+        AUDIT_HINT
+    } else {
+        HISTORY_HINT
+    };
     refuse(
         PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
         format!("olaclick.{table} is append-only: {action} is not allowed"),
@@ -34,13 +38,13 @@ fn insert_guard<'a>(
     trigger: &'a PgTrigger<'a>,
 ) -> Result<Option<PgHeapTuple<'a, impl WhoAllocated>>, Error> {
     let table = trigger.table_name()?;
-    let (writer, hint) = if table == "audit_log" {
-        (Writer::Audit, AUDIT_HINT)
+    let writer = if table == "audit_log" {
+        Writer::Audit
     } else {
-        (Writer::History, HISTORY_HINT)
+        Writer::History
     };
     if !scope::is_open(writer) && !restoring() {
-        refuse_write(&table, "insert", hint);
+        refuse_write(&table, "insert");
     }
     Ok(None::<PgHeapTuple<'a, AllocatedByRust>>)
 }
@@ -66,12 +70,7 @@ fn append_only_guard<'a>(
             ))
         }
     };
-    let hint = if table == "audit_log" {
-        AUDIT_HINT
-    } else {
-        HISTORY_HINT
-    };
-    refuse_write(&table, action, hint)
+    refuse_write(&table, action)
 }
 
 /// History rows deleted while their order is still there.

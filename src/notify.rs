@@ -21,6 +21,7 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 
 use crate::gucs;
+use crate::status::STATUSES;
 
 /// The contract's payload limit (PostgreSQL's own is 8000 bytes).
 const MAX_PAYLOAD: usize = 7900;
@@ -35,8 +36,6 @@ struct Touched {
     orders: BTreeSet<i64>,
     all: bool,
 }
-
-const STATUSES: [&str; 3] = ["initiated", "sent", "delivered"];
 
 thread_local! {
     static PENDING: RefCell<BTreeMap<i32, Touched>> = const { RefCell::new(BTreeMap::new()) };

@@ -6,6 +6,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 
+use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pgrx::spi::{self, OwnedPreparedStatement, SpiClient, SpiTupleTable};
 use pgrx::{datum::DatumWithOid, PgOid};
@@ -92,4 +93,14 @@ pub fn run_kept<'conn, R>(
         };
         f(client.update(plan, None, args)?)
     })
+}
+
+/// Makes the trigger's transition tables visible, by name, to SPI statements.
+pub fn register_transition_tables(trigger: &pgrx::PgTrigger) {
+    let data = trigger.trigger_data() as *const pg_sys::TriggerData as *mut pg_sys::TriggerData;
+    // SAFETY: called inside Spi::connect, with the trigger's own TriggerData.
+    let rc = unsafe { pg_sys::SPI_register_trigger_data(data) };
+    if rc < 0 {
+        error!("olaclick: SPI_register_trigger_data failed ({rc})");
+    }
 }

@@ -14,12 +14,13 @@ use pgrx::{pg_sys, AnyNumeric};
 use crate::error::{refuse, Error};
 use crate::gucs;
 use crate::notify;
-use crate::plans::Stmt;
+use crate::plans::{register_transition_tables, Stmt};
 use crate::restore::restoring;
 use crate::sandbox;
 use crate::scope::{self, Writer};
 
-const ORDER: [&str; 3] = ["initiated", "sent", "delivered"];
+/// The labels of `olaclick.order_status`, in the enum's (and the machine's) order.
+pub const STATUSES: [&str; 3] = ["initiated", "sent", "delivered"];
 
 /// BEFORE INSERT OR UPDATE OR DELETE ON orders FOR EACH ROW. Also notes the
 /// change for the cache invalidation sent at commit (src/notify.rs).
@@ -79,14 +80,14 @@ fn orders_guard<'a>(
             // SAFETY: as above.
             let old_status = unsafe { status_of(data.tg_relation, data.tg_trigtuple) };
             if old_status != new_status {
-                let from = ORDER.iter().position(|s| *s == old_status);
-                let to = ORDER.iter().position(|s| *s == new_status);
+                let from = STATUSES.iter().position(|s| *s == old_status);
+                let to = STATUSES.iter().position(|s| *s == new_status);
                 if from.map(|f| f + 1) != to {
                     refuse(
                         PgSqlErrorCode::ERRCODE_CHECK_VIOLATION,
                         format!("order status cannot move from {old_status} to {new_status}"),
                         format!("Order {id} of restaurant {restaurant} is {old_status}."),
-                        match from.and_then(|f| ORDER.get(f + 1)) {
+                        match from.and_then(|f| STATUSES.get(f + 1)) {
                             Some(next) => {
                                 format!("From {old_status} the only next status is {next}.")
                             }
@@ -178,14 +179,4 @@ fn orders_history<'a>(
         })
     })?;
     Ok(None)
-}
-
-/// Makes the trigger's transition tables visible, by name, to SPI statements.
-pub fn register_transition_tables(trigger: &PgTrigger) {
-    let data = trigger.trigger_data() as *const pg_sys::TriggerData as *mut pg_sys::TriggerData;
-    // SAFETY: called inside Spi::connect, with the trigger's own TriggerData.
-    let rc = unsafe { pg_sys::SPI_register_trigger_data(data) };
-    if rc < 0 {
-        error!("olaclick: SPI_register_trigger_data failed ({rc})");
-    }
 }

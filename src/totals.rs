@@ -21,10 +21,9 @@
 use pgrx::prelude::*;
 
 use crate::error::{refuse, Error};
-use crate::plans::Stmt;
+use crate::plans::{register_transition_tables, Stmt};
 use crate::restore::restoring;
 use crate::scope::{self, Writer};
-use crate::status::register_transition_tables;
 
 /// Applies per-order deltas to totals; returns how many touched orders were
 /// not updated (not initiated any more, or deleted).
