@@ -79,10 +79,12 @@ CREATE TRIGGER users_creator_guard
     BEFORE DELETE OR UPDATE OF id, restaurant_id ON users
     FOR EACH ROW EXECUTE FUNCTION users_creator_guard();
 
--- src/drop_guard.rs: DROP EXTENSION is refused while orders exist.
+-- src/drop_guard.rs: dropping the extension, its schema or its tables is
+-- refused while orders exist; ALWAYS, so replica mode doesn't switch it off.
 CREATE FUNCTION drop_guard() RETURNS event_trigger
     LANGUAGE c AS 'MODULE_PATHNAME', 'olaclick_drop_guard';
 REVOKE ALL ON FUNCTION drop_guard() FROM PUBLIC;
 CREATE EVENT TRIGGER olaclick_drop_guard ON ddl_command_start
-    WHEN TAG IN ('DROP EXTENSION')
+    WHEN TAG IN ('DROP EXTENSION', 'DROP SCHEMA', 'DROP TABLE', 'ALTER EXTENSION', 'DROP OWNED')
     EXECUTE FUNCTION drop_guard();
+ALTER EVENT TRIGGER olaclick_drop_guard ENABLE ALWAYS;

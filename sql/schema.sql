@@ -5,6 +5,10 @@
 -- (restaurant_id, <fk>), so a row can never point at another restaurant's row
 -- (SQLSTATE 23503). A NULL created_by_user_id is not checked (MATCH SIMPLE).
 --
+-- Money is a number: numeric accepts 'NaN' and orders it above every number,
+-- so `price >= 0` alone lets it in, and one NaN line makes its order's total
+-- NaN for good. The *_not_nan checks refuse it (23514).
+--
 -- created_by_user_id references use NO ACTION: users are deactivated
 -- (status 'I'/'B'), not deleted, so an actor on record can't vanish. Deleting a
 -- restaurant still removes everything it owns through the CASCADE chain.
@@ -74,7 +78,8 @@ CREATE TABLE products (
     created_at         timestamptz NOT NULL DEFAULT now(),
     created_by_user_id integer DEFAULT current_actor(),
     UNIQUE (restaurant_id, id),
-    FOREIGN KEY (restaurant_id, created_by_user_id) REFERENCES users (restaurant_id, id)
+    FOREIGN KEY (restaurant_id, created_by_user_id) REFERENCES users (restaurant_id, id),
+    CONSTRAINT products_price_not_nan CHECK (price <> 'NaN')
 );
 
 CREATE TABLE orders (
@@ -89,7 +94,8 @@ CREATE TABLE orders (
     UNIQUE (restaurant_id, id),
     FOREIGN KEY (restaurant_id, client_id) REFERENCES clients (restaurant_id, id),
     FOREIGN KEY (restaurant_id, branch_id) REFERENCES branches (restaurant_id, id),
-    FOREIGN KEY (restaurant_id, created_by_user_id) REFERENCES users (restaurant_id, id)
+    FOREIGN KEY (restaurant_id, created_by_user_id) REFERENCES users (restaurant_id, id),
+    CONSTRAINT orders_total_not_nan CHECK (total <> 'NaN')
 );
 
 -- restaurant_id is not in the seed: it is what lets the line's product be
@@ -105,7 +111,8 @@ CREATE TABLE order_details (
     PRIMARY KEY (order_id, product_id),
     FOREIGN KEY (restaurant_id, order_id) REFERENCES orders (restaurant_id, id) ON DELETE CASCADE,
     FOREIGN KEY (restaurant_id, product_id) REFERENCES products (restaurant_id, id),
-    FOREIGN KEY (restaurant_id, created_by_user_id) REFERENCES users (restaurant_id, id)
+    FOREIGN KEY (restaurant_id, created_by_user_id) REFERENCES users (restaurant_id, id),
+    CONSTRAINT order_details_price_not_nan CHECK (price <> 'NaN')
 );
 
 CREATE TABLE order_status_history (

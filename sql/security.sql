@@ -29,23 +29,39 @@ BEGIN
 END
 $roles$;
 
--- The tenant of this session, read once per query: policies call it in a
--- scalar subquery, which the planner runs once (an InitPlan) and feeds to
--- index scans on restaurant_id.
-CREATE FUNCTION current_restaurant() RETURNS integer
-    LANGUAGE sql STABLE PARALLEL SAFE
-    SET search_path = pg_catalog, pg_temp
-    RETURN nullif(current_setting('olaclick.restaurant_id', true), '')::integer;
+-- The tenant of this session is olaclick.current_restaurant() (src/gucs.rs).
+-- Policies call it in a scalar subquery, which the planner runs once (an
+-- InitPlan) and feeds to index scans on restaurant_id.
 
 REVOKE ALL ON SCHEMA olaclick FROM PUBLIC;
 GRANT USAGE ON SCHEMA olaclick TO olaclick_app, olaclick_readonly, olaclick_auditor, olaclick_pgaudit;
 REVOKE ALL ON ALL TABLES IN SCHEMA olaclick FROM PUBLIC;
 REVOKE ALL ON ALL SEQUENCES IN SCHEMA olaclick FROM PUBLIC;
 
-GRANT SELECT, UPDATE ON restaurants TO olaclick_app;
-GRANT SELECT, INSERT, UPDATE, DELETE ON users, branches, clients, products, orders, order_details TO olaclick_app;
+-- Ids are the database's to choose: the application may insert and update
+-- every column but `id` (a chosen future id would make another tenant's next
+-- INSERT fail with 23505). Identity columns draw from their sequences without
+-- privileges on them, so the application holds none (nextval() by hand would
+-- burn ids too). Column privileges follow the catalog: a column added later is
+-- granted by running this block's statements for it in the upgrade script.
+GRANT SELECT ON restaurants, users, branches, clients, products, orders, order_details TO olaclick_app;
+GRANT INSERT, UPDATE, DELETE ON order_details TO olaclick_app;
+DO $app$
+DECLARE t text; cols text;
+BEGIN
+    FOREACH t IN ARRAY ARRAY['restaurants', 'users', 'branches', 'clients', 'products', 'orders'] LOOP
+        SELECT pg_catalog.string_agg(pg_catalog.quote_ident(attname), ', ' ORDER BY attnum) INTO cols
+        FROM pg_catalog.pg_attribute
+        WHERE attrelid = pg_catalog.format('olaclick.%I', t)::regclass AND attnum > 0 AND NOT attisdropped
+          AND attname <> 'id';
+        EXECUTE pg_catalog.format('GRANT UPDATE (%s) ON olaclick.%I TO olaclick_app', cols, t);
+        IF t <> 'restaurants' THEN
+            EXECUTE pg_catalog.format('GRANT INSERT (%s), DELETE ON olaclick.%I TO olaclick_app', cols, t);
+        END IF;
+    END LOOP;
+END
+$app$;
 GRANT SELECT ON order_status_history TO olaclick_app;
-GRANT USAGE ON ALL SEQUENCES IN SCHEMA olaclick TO olaclick_app;
 
 GRANT SELECT ON restaurants, users, branches, clients, products, orders, order_details,
                 order_status_history TO olaclick_readonly;

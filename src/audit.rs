@@ -12,7 +12,7 @@
 
 use pgrx::prelude::*;
 
-use crate::error::Error;
+use crate::error::{refuse, Error};
 use crate::gucs;
 use crate::plans::{register_transition_tables, run_kept, Key, Stmt};
 use crate::restore::restoring;
@@ -112,8 +112,9 @@ fn audit<'a>(
     }
     let table = trigger.table_name()?;
     let actor = gucs::user_id();
-    // Written as the table owner; the role that ran the statement is recorded.
-    let role = sandbox::current_role();
+    // Written as the table owner; the role whose statement made the change is
+    // recorded, also for rows olaclick derived from it (history, totals).
+    let role = sandbox::acting_role();
     let args = [table.as_str().into(), actor.into(), role.as_str().into()];
     let _audit = scope::enter(Writer::Audit);
     sandbox::as_owner(trigger.trigger_data().tg_relation, || {
@@ -140,14 +141,28 @@ fn audit<'a>(
 /// `olaclick.audit_purge(older_than, archive_to)`: deletes the audit rows
 /// logged before `older_than`, first copying them into `archive_to` (a table
 /// with audit_log's columns) when it is given, and returns how many rows went.
-/// The one way rows leave the log; revoked from PUBLIC.
+/// The one way rows leave the log; revoked from PUBLIC, so only a role granted
+/// EXECUTE purges.
+///
+/// The rows are deleted with the log owner's rights (`audit_purge_rows`, a
+/// SECURITY DEFINER function in sql/audit.sql whose DELETE the append-only
+/// guard lets through only while this function runs), and inserted into the
+/// archive with the caller's: a purge can't write where its caller can't.
 #[pg_extern]
 fn audit_purge(
-    older_than: TimestampWithTimeZone,
+    older_than: Option<TimestampWithTimeZone>,
     archive_to: default!(Option<&str>, "NULL"),
 ) -> i64 {
+    let Some(older_than) = older_than else {
+        refuse(
+            PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
+            "olaclick.audit_purge: older_than must not be NULL".into(),
+            "older_than is NULL.".into(),
+            "Give the time before which audit rows go, e.g. now() - interval '1 year'.".into(),
+        );
+    };
     let _purge = scope::enter(Writer::AuditPurge);
-    Spi::connect_mut(|client| -> Result<i64, pgrx::spi::Error> {
+    let purged = Spi::connect_mut(|client| -> Result<Option<i64>, pgrx::spi::Error> {
         // The archive is named as the caller means it (their search_path, temp
         // tables included), then goes into the SQL fully qualified and quoted:
         // an identifier, never text.
@@ -155,25 +170,47 @@ fn audit_purge(
             None => None,
             Some(name) => client
                 .select(
-                    "SELECT pg_catalog.format('%I.%I', n.nspname, c.relname)
+                    "SELECT pg_catalog.format('%I.%I', n.nspname, c.relname),
+                            c.oid = 'olaclick.audit_log'::pg_catalog.regclass
                      FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
                      WHERE c.oid = $1::pg_catalog.regclass",
                     None,
                     &[name.into()],
                 )?
                 .first()
-                .get_one::<String>()?,
+                .get_two::<String, bool>()?
+                .into(),
         };
         let sql = match target {
-            None => "WITH d AS (DELETE FROM olaclick.audit_log WHERE at < $1 RETURNING 1) SELECT count(*) FROM d"
-                .to_string(),
-            Some(target) => format!(
-                "WITH d AS (DELETE FROM olaclick.audit_log WHERE at < $1 RETURNING *),
-                      a AS (INSERT INTO {target} SELECT * FROM d RETURNING 1)
-                 SELECT count(*) FROM a"
+            None => "SELECT count(*) FROM olaclick.audit_purge_rows($1)".to_string(),
+            Some((_, Some(true))) => refuse(
+                PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+                "olaclick.audit_purge: archive_to can't be the audit log itself".into(),
+                format!("archive_to is {}.", archive_to.unwrap_or_default()),
+                "Archive into a table of your own with audit_log's columns, e.g. CREATE TABLE audit_archive (LIKE olaclick.audit_log).".into(),
+            ),
+            Some((target, _)) => format!(
+                "WITH a AS (INSERT INTO {} SELECT * FROM olaclick.audit_purge_rows($1) RETURNING 1)
+                 SELECT count(*) FROM a",
+                target.unwrap_or_default()
             ),
         };
-        sandbox::pinned(|| Ok(client.update(sql.as_str(), None, &[older_than.into()])?.first().get_one::<i64>()?.unwrap_or(0)))
-    })
-    .unwrap_or_else(|e| error!("olaclick.audit_purge: {e}"))
+        sandbox::pinned(|| {
+            client
+                .update(sql.as_str(), None, &[older_than.into()])?
+                .first()
+                .get_one::<i64>()
+        })
+    });
+    // SPI's own errors are internal; PostgreSQL's (a missing or unsuitable
+    // archive table) keep their SQLSTATE on the way out.
+    match purged {
+        Ok(count) => count.unwrap_or(0),
+        Err(e) => refuse(
+            PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+            format!("olaclick.audit_purge failed: {e}"),
+            "The purge was rolled back; no row was removed.".into(),
+            "Report this with the statement that caused it.".into(),
+        ),
+    }
 }

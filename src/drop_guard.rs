@@ -1,15 +1,31 @@
-//! `DROP EXTENSION olaclick` must not silently destroy business data.
+//! Dropping olaclick must not silently destroy business data.
 //!
-//! An event trigger on `ddl_command_start` runs before anything is dropped.
-//! Only C can see the statement's parse tree there, which is how this guard
-//! knows that *this* extension is the one being dropped (`DROP EXTENSION a, b`
-//! included) without refusing drops of unrelated extensions.
+//! An event trigger on `ddl_command_start` runs before anything is dropped,
+//! and is enabled ALWAYS, so `session_replication_role = replica` does not
+//! switch it off. It refuses, while any order exists, every statement that
+//! would take the orders with it:
+//! - `DROP EXTENSION olaclick` (also in a list with other extensions);
+//! - `DROP SCHEMA olaclick` (CASCADE drops the extension);
+//! - `ALTER EXTENSION olaclick DROP ...` (detaching a member table, the first
+//!   step of dropping it on its own) and `DROP TABLE` of a table in the schema;
+//! - `DROP OWNED BY` the extension's owner.
+//!
+//! Only C can see the statement's parse tree there, which is how the guard
+//! tells these from drops of anything else. `SET olaclick.allow_drop = on` is
+//! the one way through; extension scripts (`ALTER EXTENSION ... UPDATE`) are
+//! not judged.
+
+use std::ffi::CStr;
 
 use pgrx::pg_sys;
 use pgrx::prelude::*;
+use pgrx::PgList;
 
 use crate::error::refuse;
 use crate::gucs;
+use crate::sandbox;
+
+const SCHEMA: &[u8] = b"olaclick";
 
 #[no_mangle]
 pub extern "C" fn pg_finfo_olaclick_drop_guard() -> &'static pg_sys::Pg_finfo_record {
@@ -18,6 +34,9 @@ pub extern "C" fn pg_finfo_olaclick_drop_guard() -> &'static pg_sys::Pg_finfo_re
 }
 
 /// `olaclick.drop_guard()`, an `event_trigger` function (see `sql/finalize.sql`).
+///
+/// # Safety
+/// Called by PostgreSQL's function manager with a valid `fcinfo`.
 #[no_mangle]
 #[pg_guard]
 pub unsafe extern "C-unwind" fn olaclick_drop_guard(
@@ -25,41 +44,127 @@ pub unsafe extern "C-unwind" fn olaclick_drop_guard(
 ) -> pg_sys::Datum {
     let context = (*fcinfo).context;
     if context.is_null() || !pgrx::is_a(context, pg_sys::NodeTag::T_EventTriggerData) {
-        error!("olaclick.drop_guard() can only be called as an event trigger");
+        refuse(
+            PgSqlErrorCode::ERRCODE_E_R_I_E_EVENT_TRIGGER_PROTOCOL_VIOLATED,
+            "olaclick.drop_guard() can only be called as an event trigger".into(),
+            "It was called directly.".into(),
+            "It runs by itself before DDL that would drop olaclick's data.".into(),
+        );
+    }
+    if pg_sys::creating_extension || gucs::ALLOW_DROP.get() {
+        return pg_sys::Datum::from(0);
     }
     let event = context as *mut pg_sys::EventTriggerData;
-    if drops_olaclick((*event).parsetree) && !gucs::ALLOW_DROP.get() && holds_orders() {
-        refuse(
-            PgSqlErrorCode::ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST,
-            "cannot drop extension olaclick while it holds orders".into(),
-            "DROP EXTENSION olaclick would destroy every table of the data model with its rows.".into(),
-            "Dump the data first (pg_dump), then SET olaclick.allow_drop = on in this session to drop it anyway."
-                .into(),
-        );
+    if let Some(what) = drops_olaclick((*event).parsetree) {
+        if holds_orders() {
+            refuse(
+                PgSqlErrorCode::ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST,
+                format!("cannot {what} while olaclick holds orders"),
+                format!("{what} would destroy olaclick's tables with their rows."),
+                "Dump the data first (pg_dump), then SET olaclick.allow_drop = on in this session to drop it anyway."
+                    .into(),
+            );
+        }
     }
     pg_sys::Datum::from(0)
 }
 
-unsafe fn drops_olaclick(parsetree: *mut pg_sys::Node) -> bool {
-    if parsetree.is_null() || !pgrx::is_a(parsetree, pg_sys::NodeTag::T_DropStmt) {
-        return false;
+/// What the statement would drop of olaclick's, in words, if anything.
+///
+/// # Safety
+/// `parsetree` is null or a valid parse tree node.
+unsafe fn drops_olaclick(parsetree: *mut pg_sys::Node) -> Option<String> {
+    if parsetree.is_null() {
+        return None;
     }
-    let stmt = parsetree as *mut pg_sys::DropStmt;
-    if (*stmt).removeType != pg_sys::ObjectType::OBJECT_EXTENSION {
-        return false;
+    if pgrx::is_a(parsetree, pg_sys::NodeTag::T_DropStmt) {
+        let stmt = &*(parsetree as *mut pg_sys::DropStmt);
+        let objects = PgList::<pg_sys::Node>::from_pg(stmt.objects);
+        return match stmt.removeType {
+            pg_sys::ObjectType::OBJECT_EXTENSION if objects.iter_ptr().any(|n| is_olaclick(n)) => {
+                Some("drop extension olaclick".into())
+            }
+            pg_sys::ObjectType::OBJECT_SCHEMA if objects.iter_ptr().any(|n| is_olaclick(n)) => {
+                Some("drop schema olaclick".into())
+            }
+            pg_sys::ObjectType::OBJECT_TABLE => objects
+                .iter_ptr()
+                .find(|&name| in_olaclick_schema(name as *mut pg_sys::List))
+                .map(|_| "drop a table of olaclick".into()),
+            _ => None,
+        };
     }
-    let names = pgrx::PgList::<pg_sys::Node>::from_pg((*stmt).objects);
-    let named = names.iter_ptr().any(|name| {
-        pgrx::is_a(name, pg_sys::NodeTag::T_String)
-            && std::ffi::CStr::from_ptr((*(name as *mut pg_sys::String)).sval).to_bytes()
-                == b"olaclick"
-    });
-    named
+    if pgrx::is_a(parsetree, pg_sys::NodeTag::T_AlterExtensionContentsStmt) {
+        let stmt = &*(parsetree as *mut pg_sys::AlterExtensionContentsStmt);
+        let named = !stmt.extname.is_null() && CStr::from_ptr(stmt.extname).to_bytes() == SCHEMA;
+        return (named && stmt.action < 0)
+            .then(|| "detach a member from extension olaclick".into());
+    }
+    if pgrx::is_a(parsetree, pg_sys::NodeTag::T_DropOwnedStmt) {
+        let stmt = &*(parsetree as *mut pg_sys::DropOwnedStmt);
+        let owner = extension_owner()?;
+        let roles = PgList::<pg_sys::RoleSpec>::from_pg(stmt.roles);
+        return roles
+            .iter_ptr()
+            .any(|role| pg_sys::get_rolespec_oid(role, true) == owner)
+            .then(|| "drop the objects of olaclick's owner".into());
+    }
+    None
 }
 
+/// Whether `node` is the String "olaclick".
+///
+/// # Safety
+/// `node` is a valid parse tree node.
+unsafe fn is_olaclick(node: *mut pg_sys::Node) -> bool {
+    pgrx::is_a(node, pg_sys::NodeTag::T_String)
+        && CStr::from_ptr((*(node as *mut pg_sys::String)).sval).to_bytes() == SCHEMA
+}
+
+/// Whether a (possibly qualified) table name resolves to a table in schema
+/// olaclick, through the caller's search_path as DROP TABLE would.
+///
+/// # Safety
+/// `names` is a valid List of String nodes, as DROP TABLE's objects are.
+unsafe fn in_olaclick_schema(names: *mut pg_sys::List) -> bool {
+    let schema = pg_sys::get_namespace_oid(c"olaclick".as_ptr(), true);
+    if schema == pg_sys::Oid::INVALID {
+        return false;
+    }
+    let relation = pg_sys::makeRangeVarFromNameList(names);
+    let oid = pg_sys::RangeVarGetRelidExtended(
+        relation,
+        pg_sys::NoLock as _,
+        pg_sys::RVROption::RVR_MISSING_OK,
+        None,
+        std::ptr::null_mut(),
+    );
+    oid != pg_sys::Oid::INVALID && pg_sys::get_rel_namespace(oid) == schema
+}
+
+fn extension_owner() -> Option<pg_sys::Oid> {
+    Spi::get_one::<pg_sys::Oid>(
+        "SELECT extowner FROM pg_catalog.pg_extension WHERE extname = 'olaclick'",
+    )
+    .ok()
+    .flatten()
+}
+
+/// Whether olaclick.orders exists and has a row, read as the extension's
+/// owner: whoever asks, and whatever they may see, the rows are counted.
 fn holds_orders() -> bool {
-    Spi::get_one::<bool>("SELECT EXISTS (SELECT 1 FROM olaclick.orders)")
-        .ok()
-        .flatten()
-        .unwrap_or(false)
+    let exists =
+        Spi::get_one::<bool>("SELECT pg_catalog.to_regclass('olaclick.orders') IS NOT NULL");
+    if exists != Ok(Some(true)) {
+        return false;
+    }
+    let Some(owner) = extension_owner() else {
+        return false;
+    };
+    sandbox::as_role(owner, || {
+        Spi::get_one::<bool>("SELECT EXISTS (SELECT 1 FROM olaclick.orders)")
+            .ok()
+            .flatten()
+            .unwrap_or(false)
+    })
 }

@@ -17,6 +17,8 @@ pub enum Error {
     Datum(#[from] TryFromDatumError),
     #[error("olaclick: {0}")]
     Trigger(#[from] PgTriggerError),
+    #[error("olaclick: {0}")]
+    Time(#[from] pgrx::datetime::FromTimeError),
     #[error("olaclick: trigger {0} fired on the wrong event")]
     WrongEvent(&'static str),
 }

@@ -14,7 +14,9 @@ pub static USER_ID: GucSetting<Option<CString>> = GucSetting::<Option<CString>>:
 /// The tenant the session acts for (row-level security). Unset: no tenant.
 pub static RESTAURANT_ID: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 
-/// The channel cache-invalidation notifications are sent on.
+/// The channel cache-invalidation notifications are sent on. Superuser-only
+/// (PGC_SUSET): an application session must not be able to send its
+/// invalidations where no cache listens; a DBA sets it per database or role.
 pub static NOTIFY_CHANNEL: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(Some(c"olaclick_cache"));
 
@@ -48,7 +50,7 @@ pub fn init() {
                 .as_ptr(),
             NOTIFY_CHANNEL.as_ptr(),
             c"olaclick_cache".as_ptr(),
-            GucContext::Userset as isize as _,
+            GucContext::Suset as isize as _,
             GucFlags::default().bits(),
             Some(crate::notify::check_channel),
             None,
@@ -75,6 +77,15 @@ pub fn user_id() -> Option<i32> {
 #[pg_extern(stable, parallel_safe)]
 pub fn current_actor() -> Option<i32> {
     user_id()
+}
+
+/// `olaclick.current_restaurant()`: the tenant of this session, read by the
+/// row-level security policies (sql/security.sql). NULL when unset; a value
+/// that is not a positive integer fails with 22023, whether it was set before
+/// or after this library was loaded.
+#[pg_extern(stable, parallel_safe)]
+pub fn current_restaurant() -> Option<i32> {
+    parse_id(c"olaclick.restaurant_id", RESTAURANT_ID.get())
 }
 
 fn parse_id(name: &CStr, value: Option<CString>) -> Option<i32> {

@@ -35,7 +35,7 @@ extension_sql_file!("../sql/audit.sql", name = "audit", requires = ["schema"]);
 extension_sql_file!(
     "../sql/security.sql",
     name = "security",
-    requires = ["schema", "audit", "demo"]
+    requires = ["schema", "audit", "demo", gucs::current_restaurant]
 );
 extension_sql_file!("../sql/ops.sql", name = "ops", requires = ["security"]);
 extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);

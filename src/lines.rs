@@ -11,6 +11,7 @@ use pgrx::AnyNumeric;
 use crate::error::{refuse, Error};
 use crate::plans::Stmt;
 use crate::restore::restoring;
+use crate::sandbox;
 
 /// The order's tenant, and the product's price if the product is the tenant's.
 static ORDER_AND_PRICE: Stmt = Stmt {
@@ -42,9 +43,14 @@ fn order_details_defaults<'a>(
     ) else {
         return Ok(Some(line));
     };
-    let found = Spi::connect_mut(|client| {
-        ORDER_AND_PRICE.first(client, &[order.into(), product.into()], |row| {
-            row.get_two::<i32, AnyNumeric>()
+    // Read as the owner: row-level security decides which lines the caller
+    // may write (the policy's WITH CHECK on the line), not what the order's
+    // tenant or the product's price is.
+    let found = sandbox::as_owner(trigger.trigger_data().tg_relation, || {
+        Spi::connect_mut(|client| {
+            ORDER_AND_PRICE.first(client, &[order.into(), product.into()], |row| {
+                row.get_two::<i32, AnyNumeric>()
+            })
         })
     })?;
     let Some((Some(restaurant), price)) = found else {

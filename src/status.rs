@@ -7,6 +7,11 @@
 //! against the status that won (under REPEATABLE READ the second fails with
 //! 40001 instead). History is written once per statement, from the transition
 //! tables, in one kept INSERT ... SELECT.
+//!
+//! `changed_at` is the clock when the history is written, not the statement's
+//! start: a statement (a function, a DO block) that started before another
+//! session's order was committed can still move that order, and its history
+//! must not be dated before the order's own `initiated`.
 
 use pgrx::prelude::*;
 use pgrx::{pg_sys, AnyNumeric};
@@ -34,12 +39,12 @@ fn orders_guard<'a>(
     let data = trigger.trigger_data();
     let Some(new) = trigger.new() else {
         let old = trigger.old().ok_or(Error::WrongEvent("orders_guard"))?;
-        // SAFETY: the trigger's own relation and tuple, valid for this call.
-        let status = unsafe { status_of(data.tg_relation, data.tg_trigtuple) };
         if let (Some(restaurant), Some(id)) = (
             old.get_by_name::<i32>("restaurant_id")?,
             old.get_by_name::<i64>("id")?,
         ) {
+            // SAFETY: the trigger's own relation and tuple, valid for this call.
+            let status = unsafe { status_of(data.tg_relation, data.tg_trigtuple, id, restaurant) };
             notify::touch(restaurant, id, &[&status]);
         }
         return Ok(Some(old));
@@ -56,7 +61,7 @@ fn orders_guard<'a>(
         data.tg_trigtuple
     };
     // SAFETY: the trigger's own relation and tuples, valid for this call.
-    let new_status = unsafe { status_of(data.tg_relation, new_tuple) };
+    let new_status = unsafe { status_of(data.tg_relation, new_tuple, id, restaurant) };
 
     match trigger.old() {
         None => {
@@ -78,7 +83,8 @@ fn orders_guard<'a>(
         }
         Some(old) => {
             // SAFETY: as above.
-            let old_status = unsafe { status_of(data.tg_relation, data.tg_trigtuple) };
+            let old_status =
+                unsafe { status_of(data.tg_relation, data.tg_trigtuple, id, restaurant) };
             if old_status != new_status {
                 let from = STATUSES.iter().position(|s| *s == old_status);
                 let to = STATUSES.iter().position(|s| *s == new_status);
@@ -126,7 +132,12 @@ fn refuse_total(id: i64, restaurant: i32, was: &str, new_total: Option<AnyNumeri
 /// # Safety
 /// `relation` and `tuple` must be a valid relation of olaclick.orders and one
 /// of its tuples.
-unsafe fn status_of(relation: pg_sys::Relation, tuple: pg_sys::HeapTuple) -> String {
+unsafe fn status_of(
+    relation: pg_sys::Relation,
+    tuple: pg_sys::HeapTuple,
+    id: i64,
+    restaurant: i32,
+) -> String {
     let tupdesc = (*relation).rd_att;
     let attno = pg_sys::SPI_fnumber(tupdesc, c"status".as_ptr());
     let datum = std::num::NonZeroUsize::new(attno.max(0) as usize)
@@ -135,23 +146,31 @@ unsafe fn status_of(relation: pg_sys::Relation, tuple: pg_sys::HeapTuple) -> Str
         Some(datum) => {
             pgrx::enum_helper::lookup_enum_by_oid(pg_sys::Oid::from(datum.value() as u32)).0
         }
-        // status is NOT NULL; this is a NULL from a BEFORE trigger of the user's.
-        None => error!("olaclick: an order row has no status"),
+        // The NOT NULL constraint is checked after BEFORE triggers; this one
+        // needs a status to judge, so it reports the NULL itself.
+        None => refuse(
+            PgSqlErrorCode::ERRCODE_NOT_NULL_VIOLATION,
+            "null value in column \"status\" of relation \"orders\" violates not-null constraint"
+                .into(),
+            format!("Order {id} of restaurant {restaurant} was written with a NULL status."),
+            "Leave status out of an INSERT (it starts as initiated); UPDATE it to the next status."
+                .into(),
+        ),
     }
 }
 
 static HISTORY_OF_INSERT: Stmt = Stmt {
     sql: "INSERT INTO olaclick.order_status_history (order_id, restaurant_id, status, changed_at, created_by_user_id)
-          SELECT id, restaurant_id, status, statement_timestamp(), $1 FROM new_orders ORDER BY id",
-    args: &[PgBuiltInOids::INT4OID],
+          SELECT id, restaurant_id, status, $2, $1 FROM new_orders ORDER BY id",
+    args: &[PgBuiltInOids::INT4OID, PgBuiltInOids::TIMESTAMPTZOID],
 };
 
 static HISTORY_OF_UPDATE: Stmt = Stmt {
     sql: "INSERT INTO olaclick.order_status_history (order_id, restaurant_id, status, changed_at, created_by_user_id)
-          SELECT n.id, n.restaurant_id, n.status, statement_timestamp(), $1
+          SELECT n.id, n.restaurant_id, n.status, $2, $1
           FROM new_orders n JOIN old_orders o ON o.id = n.id
           WHERE n.status <> o.status ORDER BY n.id",
-    args: &[PgBuiltInOids::INT4OID],
+    args: &[PgBuiltInOids::INT4OID, PgBuiltInOids::TIMESTAMPTZOID],
 };
 
 /// AFTER INSERT and AFTER UPDATE ON orders FOR EACH STATEMENT, with the
@@ -171,11 +190,13 @@ fn orders_history<'a>(
         _ => return Err(Error::WrongEvent("orders_history")),
     };
     let actor = gucs::user_id();
+    // SAFETY: reads the clock; no arguments.
+    let now = TimestampWithTimeZone::try_from(unsafe { pg_sys::GetCurrentTimestamp() })?;
     let _history = scope::enter(Writer::History);
     sandbox::as_owner(trigger.trigger_data().tg_relation, || {
         Spi::connect_mut(|client| {
             register_transition_tables(trigger);
-            stmt.run(client, &[actor.into()], |_| Ok(()))
+            stmt.run(client, &[actor.into(), now.into()], |_| Ok(()))
         })
     })?;
     Ok(None)

@@ -5,13 +5,16 @@
 //! restaurants to users makes a cycle, and pg_restore, which loads each
 //! extension table in its own transaction, could then load neither table. So
 //! the same rule is kept by this pair of triggers, which let a restore load
-//! restaurants before their users.
+//! restaurants before their users. Both read as the tables' owner, as a
+//! foreign key check does: what row-level security shows the caller must not
+//! decide whether a creator exists.
 
 use pgrx::prelude::*;
 
 use crate::error::{refuse, Error};
 use crate::plans::Stmt;
 use crate::restore::restoring;
+use crate::sandbox;
 
 // FOR KEY SHARE: the user can't be deleted or moved until we commit, as a
 // foreign key check would lock it.
@@ -39,10 +42,12 @@ fn restaurants_creator_check<'a>(
     ) else {
         return Ok(Some(row));
     };
-    let owner = Spi::connect_mut(|client| {
-        USER_TENANT
-            .first(client, &[user.into()], |row| row.get_one::<i32>())
-            .map(Option::flatten)
+    let owner = sandbox::as_owner(trigger.trigger_data().tg_relation, || {
+        Spi::connect_mut(|client| {
+            USER_TENANT
+                .first(client, &[user.into()], |row| row.get_one::<i32>())
+                .map(Option::flatten)
+        })
     })?;
     match owner {
         Some(owner) if owner == restaurant => {}
@@ -84,9 +89,11 @@ fn users_creator_guard<'a>(
     }
     // When the restaurant itself is being deleted (the cascade), it is no
     // longer visible here and the user may go with it.
-    let referenced = Spi::connect_mut(|client| {
-        CREATED_RESTAURANT.run(client, &[restaurant.into(), user.into()], |rows| {
-            rows.first().get_one::<bool>()
+    let referenced = sandbox::as_owner(trigger.trigger_data().tg_relation, || {
+        Spi::connect_mut(|client| {
+            CREATED_RESTAURANT.run(client, &[restaurant.into(), user.into()], |rows| {
+                rows.first().get_one::<bool>()
+            })
         })
     })?;
     if referenced == Some(true) {

@@ -14,15 +14,26 @@
 //! REPEATABLE READ the second fails with 40001 and can retry; it never writes a
 //! wrong total. Re-checking `status = 'initiated'` on that newest version also
 //! closes the race with a session sending the order: whichever locks the order
-//! first wins, and lines that arrive after the order moved are refused. Only
-//! orders rows are locked, in one statement, so a workload whose transactions
-//! each touch one order cannot deadlock here.
+//! first wins, and lines that arrive after the order moved are refused.
+//!
+//! Deadlocks: the touched orders are locked first, in ascending id order,
+//! whatever order the statement listed them in; the UPDATE then finds them
+//! locked by itself. Line statements alone take only KEY SHARE locks on
+//! orders (their foreign key checks), which never conflict with these, so two
+//! statements over the same orders wait for each other instead of
+//! deadlocking, as they would without olaclick.
+//!
+//! Orders are read and written as the table owner (src/sandbox.rs): an order
+//! hidden from the caller by row-level security (even one the statement hid
+//! from itself part way, with `set_config`) is still an order, never taken
+//! for a deleted one.
 
 use pgrx::prelude::*;
 
 use crate::error::{refuse, Error};
 use crate::plans::{register_transition_tables, Stmt};
 use crate::restore::restoring;
+use crate::sandbox;
 use crate::scope::{self, Writer};
 
 /// Applies per-order deltas to totals; returns how many touched orders were
@@ -33,8 +44,12 @@ macro_rules! apply {
             "WITH d AS (SELECT order_id, sum(delta) AS delta FROM (",
             $deltas,
             ") AS lines GROUP BY order_id),
+             locked AS (SELECT o.id FROM olaclick.orders o WHERE o.id IN (SELECT order_id FROM d)
+                        ORDER BY o.id FOR NO KEY UPDATE),
              u AS (UPDATE olaclick.orders o SET total = o.total + d.delta FROM d
-                   WHERE o.id = d.order_id AND o.status = 'initiated' RETURNING o.id)
+                   WHERE o.id = d.order_id AND o.status = 'initiated'
+                     AND (SELECT count(*) FROM locked) >= 0  -- a one-time filter: every lock first
+                   RETURNING o.id)
              SELECT (SELECT count(*) FROM d) - (SELECT count(*) FROM u)"
         )
     };
@@ -96,18 +111,20 @@ fn order_details_totals<'a>(
         PgTriggerOperation::Delete => (&APPLY_DELETE, &FROZEN_DELETE),
         _ => return Err(Error::WrongEvent("order_details_totals")),
     };
-    let offender = Spi::connect_mut(|client| {
-        register_transition_tables(trigger);
-        let skipped = {
-            let _totals = scope::enter(Writer::Totals);
-            apply.run(client, &[], |rows| rows.first().get_one::<i64>())?
-        };
-        if skipped.unwrap_or(0) == 0 {
-            return Ok(None);
-        }
-        // Orders deleted in this transaction (a cascade from orders) are gone
-        // from view and take their lines with them; the rest are frozen.
-        frozen.first(client, &[], |row| row.get_three::<i64, i32, String>())
+    let offender = sandbox::as_owner(trigger.trigger_data().tg_relation, || {
+        Spi::connect_mut(|client| {
+            register_transition_tables(trigger);
+            let skipped = {
+                let _totals = scope::enter(Writer::Totals);
+                apply.run(client, &[], |rows| rows.first().get_one::<i64>())?
+            };
+            if skipped.unwrap_or(0) == 0 {
+                return Ok::<_, Error>(None);
+            }
+            // Orders deleted in this transaction (a cascade from orders) are
+            // gone and take their lines with them; the rest are frozen.
+            Ok(frozen.first(client, &[], |row| row.get_three::<i64, i32, String>())?)
+        })
     })?;
     if let Some((Some(order), Some(restaurant), Some(status))) = offender {
         refuse(

@@ -7,6 +7,7 @@ mod audit;
 mod demo;
 mod drop_guard;
 mod dump_restore;
+mod hostile;
 mod orders;
 mod schema;
 mod security;

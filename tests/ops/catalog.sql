@@ -16,9 +16,9 @@ SELECT line FROM (
     FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang
     WHERE p.pronamespace = 'olaclick'::regnamespace
     UNION ALL
-    SELECT format('column %s.%s %s notnull=%s default=%s identity=%s', r.relname, a.attname,
+    SELECT format('column %s.%s %s notnull=%s default=%s identity=%s acl=%s', r.relname, a.attname,
                   format_type(a.atttypid, a.atttypmod), a.attnotnull,
-                  pg_get_expr(ad.adbin, ad.adrelid), a.attidentity)
+                  pg_get_expr(ad.adbin, ad.adrelid), a.attidentity, a.attacl)
     FROM rels r JOIN pg_attribute a ON a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped
     LEFT JOIN pg_attrdef ad ON ad.adrelid = r.oid AND ad.adnum = a.attnum
     UNION ALL
@@ -41,7 +41,8 @@ SELECT line FROM (
     FROM pg_type t JOIN pg_enum e ON e.enumtypid = t.oid
     WHERE t.typnamespace = 'olaclick'::regnamespace GROUP BY t.typname
     UNION ALL
-    SELECT format('event trigger %s %s %s %s', evtname, evtevent, evtfoid::regproc, evttags) FROM pg_event_trigger
+    SELECT format('event trigger %s %s %s %s %s', evtname, evtevent, evtfoid::regproc, evttags, evtenabled)
+    FROM pg_event_trigger
     UNION ALL
     SELECT 'config dump ' || string_agg(c::regclass::text, ',' ORDER BY c::regclass::text)
     FROM pg_extension, unnest(extconfig) c WHERE extname = 'olaclick'
