@@ -1,14 +1,16 @@
 //! Recognising a restore of pg_dump output.
 //!
 //! pg_restore, and psql replaying a plain dump, load extension tables with
-//! COPY while their triggers are enabled. Guarantees written for live traffic
+//! COPY (or with INSERT, for a dump taken with `--inserts`) while their
+//! triggers are enabled. Guarantees written for live traffic
 //! must not judge restored rows, which were judged when first written.
 //!
 //! Every script pg_dump writes starts with `SET row_security = off` and an
-//! empty `search_path`, and loads rows with `COPY ... FROM stdin`. Application
-//! sessions have neither setting, and only a superuser can create olaclick, so
-//! a restore is: a superuser, running COPY, with both settings as pg_dump
-//! leaves them. Anyone else is judged like live traffic.
+//! empty `search_path`, and loads rows with `COPY ... FROM stdin` or
+//! `INSERT INTO ...`. Application sessions have neither setting, and only a
+//! superuser can create olaclick, so a restore is: a superuser, running COPY or
+//! INSERT, with both settings as pg_dump leaves them. Anyone else is judged
+//! like live traffic.
 
 use pgrx::pg_sys;
 use std::ffi::CStr;
@@ -29,10 +31,10 @@ pub fn restoring() -> bool {
             return false;
         }
         let query = pg_sys::debug_query_string;
-        !query.is_null()
-            && CStr::from_ptr(query)
-                .to_bytes()
-                .trim_ascii_start()
-                .starts_with(b"COPY ")
+        if query.is_null() {
+            return false;
+        }
+        let query = CStr::from_ptr(query).to_bytes().trim_ascii_start();
+        query.starts_with(b"COPY ") || query.starts_with(b"INSERT INTO ")
     }
 }
