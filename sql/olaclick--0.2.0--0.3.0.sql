@@ -25,7 +25,7 @@ ALTER TABLE olaclick.order_details ADD CONSTRAINT order_details_price_not_nan CH
 
 -- The tenant setting is validated like olaclick.user_id (22023), in Rust.
 CREATE OR REPLACE FUNCTION olaclick."current_restaurant"() RETURNS INT
-    STABLE PARALLEL SAFE
+    STABLE PARALLEL SAFE STRICT
     LANGUAGE c
     AS 'MODULE_PATHNAME', 'current_restaurant_wrapper';
 
