@@ -2,31 +2,35 @@
 //! deleted row of every business table, and one per TRUNCATE, in the same
 //! transaction.
 //!
-//! One trigger per statement, not per row: each statement's rows are copied
-//! from its transition tables in one kept INSERT ... SELECT, so a bulk
-//! statement costs one plan execution, not one per row. An UPDATE row that
-//! changes nothing is not logged; a logged UPDATE lists the columns it changed.
-//! `users.password_hash` is always removed from the logged rows, and DBAs can
-//! remove more columns or turn a table's auditing off in
-//! `olaclick.audit_settings` (through the functions in `sql/audit.sql`).
+//! One trigger per statement, not per row. A statement that changed one row
+//! (what ORMs send) is logged natively: the row's jsonb is built from the
+//! transition table and appended through `src/native.rs`, with no SQL run. A
+//! statement that changed many rows copies them from its transition tables in
+//! one kept INSERT ... SELECT, so a bulk statement costs one plan execution,
+//! not one per row. Both paths write the same rows. An UPDATE row that changes
+//! nothing is not logged; a logged UPDATE lists the columns it changed.
+//!
+//! What is logged: `users.password_hash` is always removed from the logged
+//! rows, and DBAs can remove more columns or turn a table's auditing off in
+//! `olaclick.audit_settings` (through the functions in `sql/audit.sql`). The
+//! settings are read once per backend and kept (`src/audit_settings.rs`).
+//! Rows olaclick derives from the application's changes (history rows, the
+//! total updates that follow line changes) are logged only with
+//! `olaclick.audit_derived = on`: each is implied by a logged change of the
+//! application (an order's insert or status update, a line's change).
 
+use pgrx::pg_sys::{self, Datum};
 use pgrx::prelude::*;
+use pgrx::IntoDatum;
 
+use crate::audit_settings::{self, Settings};
 use crate::error::{refuse, Error};
 use crate::gucs;
-use crate::plans::{register_transition_tables, run_kept, Key, Stmt};
+use crate::native::{self, TransitionRow};
+use crate::plans::{register_transition_tables, run_kept, Key};
 use crate::restore::restoring;
 use crate::sandbox;
 use crate::scope::{self, Writer};
-
-/// The table's settings, as one row even when it has none ($1: table name).
-macro_rules! settings {
-    () => {
-        "s AS (SELECT coalesce(bool_and(enabled), true) OR $1 = 'audit_settings' AS enabled,
-                      coalesce(max(excluded_columns), '{}') || '{password_hash}'::text[] AS excluded
-               FROM olaclick.audit_settings WHERE table_name = $1)"
-    };
-}
 
 /// The tenant of a logged row: its restaurant_id, or its id for restaurants.
 macro_rules! tenant {
@@ -41,28 +45,22 @@ macro_rules! tenant {
     };
 }
 
+// Every set-based statement takes ($1 table name, $2 actor, $3 role,
+// $4 excluded columns).
 const LOG_INSERT: &str = concat!(
-    "WITH ",
-    settings!(),
-    "
-     INSERT INTO olaclick.audit_log (restaurant_id, table_name, op, new_row, actor_user_id, db_role)
+    "INSERT INTO olaclick.audit_log (restaurant_id, table_name, op, new_row, actor_user_id, db_role)
      SELECT ",
     tenant!("r.j"),
-    ", $1, 'INSERT', r.j - s.excluded, $2, $3
-     FROM s, LATERAL (SELECT to_jsonb(t) AS j FROM new_rows t) r
-     WHERE s.enabled"
+    ", $1, 'INSERT', r.j - $4, $2, $3
+     FROM (SELECT to_jsonb(t) AS j FROM new_rows t) r"
 );
 
 const LOG_DELETE: &str = concat!(
-    "WITH ",
-    settings!(),
-    "
-     INSERT INTO olaclick.audit_log (restaurant_id, table_name, op, old_row, actor_user_id, db_role)
+    "INSERT INTO olaclick.audit_log (restaurant_id, table_name, op, old_row, actor_user_id, db_role)
      SELECT ",
     tenant!("r.j"),
-    ", $1, 'DELETE', r.j - s.excluded, $2, $3
-     FROM s, LATERAL (SELECT to_jsonb(t) AS j FROM old_rows t) r
-     WHERE s.enabled"
+    ", $1, 'DELETE', r.j - $4, $2, $3
+     FROM (SELECT to_jsonb(t) AS j FROM old_rows t) r"
 );
 
 // PostgreSQL appends the old and the new version of each updated row to the
@@ -70,35 +68,29 @@ const LOG_DELETE: &str = concat!(
 // row are the same row; pairing them by position also covers an UPDATE that
 // changes the primary key.
 const LOG_UPDATE: &str = concat!(
-    "WITH ", settings!(), ",
-          o AS (SELECT row_number() OVER () AS n, to_jsonb(t) AS j FROM old_rows t),
+    "WITH o AS (SELECT row_number() OVER () AS n, to_jsonb(t) AS j FROM old_rows t),
           r AS (SELECT row_number() OVER () AS n, to_jsonb(t) AS j FROM new_rows t)
      INSERT INTO olaclick.audit_log (restaurant_id, table_name, op, old_row, new_row, changed_cols,
                                      actor_user_id, db_role)
-     SELECT ", tenant!("r.j"), ", $1, 'UPDATE', o.j - s.excluded, r.j - s.excluded,
+     SELECT ", tenant!("r.j"), ", $1, 'UPDATE', o.j - $4, r.j - $4,
             ARRAY(SELECT c.key FROM jsonb_each(r.j) c WHERE c.value IS DISTINCT FROM o.j -> c.key ORDER BY 1),
             $2, $3
-     FROM s, o JOIN r USING (n)
-     WHERE s.enabled AND o.j IS DISTINCT FROM r.j"
+     FROM o JOIN r USING (n)
+     WHERE o.j IS DISTINCT FROM r.j"
 );
 
-static LOG_TRUNCATE: Stmt = Stmt {
-    sql: concat!(
-        "WITH ",
-        settings!(),
-        "
-         INSERT INTO olaclick.audit_log (table_name, op, actor_user_id, db_role)
-         SELECT $1, 'TRUNCATE', $2, $3 FROM s WHERE s.enabled"
-    ),
-    args: ARGS,
-};
-
-/// Every audit statement takes ($1 table name, $2 actor, $3 role).
 const ARGS: &[PgBuiltInOids] = &[
     PgBuiltInOids::TEXTOID,
     PgBuiltInOids::INT4OID,
     PgBuiltInOids::TEXTOID,
+    PgBuiltInOids::TEXTARRAYOID,
 ];
+
+/// Whether the row changes under way are olaclick's own, derived from the
+/// application's: history rows, and total updates that follow line changes.
+fn derived() -> bool {
+    scope::is_open(Writer::Totals) || scope::is_open(Writer::History)
+}
 
 /// AFTER INSERT / UPDATE / DELETE (with transition tables old_rows and/or
 /// new_rows) and AFTER TRUNCATE, FOR EACH STATEMENT, on every business table.
@@ -107,35 +99,277 @@ fn audit<'a>(
     trigger: &'a PgTrigger<'a>,
 ) -> Result<Option<PgHeapTuple<'a, impl WhoAllocated>>, Error> {
     // Restored rows were logged when first written; the log is restored too.
-    if restoring() {
+    if restoring() || (derived() && !gucs::AUDIT_DERIVED.get()) {
         return Ok(None::<PgHeapTuple<'a, AllocatedByRust>>);
     }
     let table = trigger.table_name()?;
-    let actor = gucs::user_id();
-    // Written as the table owner; the role whose statement made the change is
-    // recorded, also for rows olaclick derived from it (history, totals).
-    let role = sandbox::acting_role();
-    let args = [table.as_str().into(), actor.into(), role.as_str().into()];
-    let _audit = scope::enter(Writer::Audit);
-    sandbox::as_owner(trigger.trigger_data().tg_relation, || {
-        Spi::connect_mut(|client| {
-            let op = trigger.op()?;
-            if let PgTriggerOperation::Truncate = op {
-                return Ok(LOG_TRUNCATE.run(client, &args, |_| Ok(()))?);
+    let relation = trigger.trigger_data().tg_relation;
+    if table == audit_settings::TABLE {
+        audit_settings::changed(trigger.relid()?);
+    }
+    let entry = Entry {
+        table: &table,
+        actor: gucs::user_id(),
+        // Written as the table owner; the role whose statement made the
+        // change is recorded, also for rows olaclick derived from it.
+        role: sandbox::acting_role(),
+    };
+    let op = trigger.op()?;
+    let data = trigger.trigger_data();
+    sandbox::as_owner(relation, || {
+        let settings = audit_settings::of(&table);
+        if !settings.enabled {
+            return Ok(());
+        }
+        // SAFETY: the trigger's own transition tables and relation.
+        let (old, new) = unsafe {
+            (
+                TransitionRow::only(data.tg_oldtable, relation),
+                TransitionRow::only(data.tg_newtable, relation),
+            )
+        };
+        match (op, old, new) {
+            (PgTriggerOperation::Truncate, _, _) => entry.write("TRUNCATE", None, None, None, None),
+            (PgTriggerOperation::Insert, _, Some(new)) => {
+                entry.log_row(&settings, "INSERT", None, Some(&new))
             }
-            let (sql, op_key) = match op {
-                PgTriggerOperation::Insert => (LOG_INSERT, 0),
-                PgTriggerOperation::Update => (LOG_UPDATE, 1),
-                PgTriggerOperation::Delete => (LOG_DELETE, 2),
-                _ => return Err(Error::WrongEvent("audit")),
-            };
+            (PgTriggerOperation::Delete, Some(old), _) => {
+                entry.log_row(&settings, "DELETE", Some(&old), None)
+            }
+            (PgTriggerOperation::Update, Some(old), Some(new)) => {
+                entry.log_row(&settings, "UPDATE", Some(&old), Some(&new))
+            }
+            (op, _, _) => return entry.log_set(trigger, op, &settings),
+        }
+        Ok(())
+    })?;
+    Ok(None)
+}
+
+/// Logs a row olaclick inserted natively into `table` (a derived history
+/// row), as the table's audit trigger would have.
+pub fn log_inserted(table: &str, row: Datum, tenant: Option<i32>) {
+    let settings = audit_settings::of(table);
+    if !settings.enabled {
+        return;
+    }
+    let entry = Entry {
+        table,
+        actor: gucs::user_id(),
+        role: sandbox::acting_role(),
+    };
+    let new = jsonb_without(to_jsonb(row), settings.excluded_array());
+    entry.write("INSERT", tenant, None, Some(new), None);
+}
+
+/// Who and what an audit row is about.
+struct Entry<'t> {
+    table: &'t str,
+    actor: Option<i32>,
+    role: String,
+}
+
+impl Entry<'_> {
+    /// Logs a statement's many rows from its transition tables, in SQL.
+    fn log_set(
+        &self,
+        trigger: &PgTrigger,
+        op: PgTriggerOperation,
+        settings: &Settings,
+    ) -> Result<(), Error> {
+        let (sql, op_key) = match op {
+            PgTriggerOperation::Insert => (LOG_INSERT, 0),
+            PgTriggerOperation::Update => (LOG_UPDATE, 1),
+            PgTriggerOperation::Delete => (LOG_DELETE, 2),
+            _ => return Err(Error::WrongEvent("audit")),
+        };
+        let _audit = scope::enter(Writer::Audit);
+        let excluded = settings.excluded.clone();
+        Spi::connect_mut(|client| {
             register_transition_tables(trigger);
             let key = Key::PerTable(trigger.relid()?.to_u32(), op_key);
+            let args = [
+                self.table.into(),
+                self.actor.into(),
+                self.role.as_str().into(),
+                excluded.into(),
+            ];
             run_kept(key, sql, ARGS, client, &args, |_| Ok(()))?;
             Ok(())
         })
-    })?;
-    Ok(None)
+    }
+
+    /// Logs one row change natively, as the set-based statements would.
+    fn log_row(
+        &self,
+        settings: &Settings,
+        op: &str,
+        old: Option<&TransitionRow>,
+        new: Option<&TransitionRow>,
+    ) {
+        let changed = match (old, new) {
+            (Some(old), Some(new)) => {
+                let changed = changed_columns(old, new);
+                if changed.is_empty() {
+                    return;
+                }
+                Some(changed)
+            }
+            _ => None,
+        };
+        let row = new.or(old).expect("a logged row change has a row");
+        let tenant = row.get::<i32>(c"restaurant_id").or_else(|| {
+            (self.table == "restaurants")
+                .then(|| row.get::<i32>(c"id"))
+                .flatten()
+        });
+        let excluded = settings.excluded_array();
+        let json = |r: &TransitionRow| jsonb_without(to_jsonb(r.composite()), excluded);
+        self.write(
+            op,
+            tenant,
+            old.map(json),
+            new.map(json),
+            changed.map(text_array),
+        );
+    }
+
+    /// Appends the audit row.
+    fn write(
+        &self,
+        op: &str,
+        tenant: Option<i32>,
+        old: Option<Datum>,
+        new: Option<Datum>,
+        changed: Option<Datum>,
+    ) {
+        // SAFETY: reads the transaction's id (assigning one, as
+        // txid_current() does) and start time (now()).
+        let (txid, at) = unsafe {
+            (
+                pg_sys::GetTopFullTransactionId().value as i64,
+                pg_sys::GetCurrentTransactionStartTimestamp(),
+            )
+        };
+        native::insert(
+            native::Table::AuditLog,
+            &[
+                (c"restaurant_id", tenant.into_datum()),
+                (c"table_name", self.table.into_datum()),
+                (c"op", op.into_datum()),
+                (c"old_row", old),
+                (c"new_row", new),
+                (c"changed_cols", changed),
+                (c"actor_user_id", self.actor.into_datum()),
+                (c"db_role", self.role.as_str().into_datum()),
+                (c"txid", txid.into_datum()),
+                (c"at", Some(Datum::from(at))),
+            ],
+        );
+    }
+}
+
+/// The columns whose values differ, sorted as the set-based path sorts them
+/// (by name, in the database's collation).
+fn changed_columns(old: &TransitionRow, new: &TransitionRow) -> Vec<String> {
+    let mut changed: Vec<String> = old
+        .columns()
+        .zip(new.columns())
+        .filter(|((_, typ, a), (_, _, b))| match (a, b) {
+            (None, None) => false,
+            (Some(a), Some(b)) => !equal(*typ, *a, *b),
+            _ => true,
+        })
+        .map(|((name, _, _), _)| name.to_string_lossy().into_owned())
+        .collect();
+    changed.sort_by(|a, b| {
+        // SAFETY: two valid byte strings and their lengths.
+        let order = unsafe {
+            pg_sys::varstr_cmp(
+                a.as_ptr().cast(),
+                a.len() as _,
+                b.as_ptr().cast(),
+                b.len() as _,
+                pg_sys::DEFAULT_COLLATION_OID,
+            )
+        };
+        order.cmp(&0)
+    });
+    changed
+}
+
+/// Equality by the type's own `=`, as jsonb compares the values it holds
+/// (1.0 equals 1.00 for numeric).
+fn equal(typ: pg_sys::Oid, a: Datum, b: Datum) -> bool {
+    // SAFETY: the type cache entry lives for the backend; its equality
+    // function takes two values of the type.
+    unsafe {
+        let entry = pg_sys::lookup_type_cache(typ, pg_sys::TYPECACHE_EQ_OPR_FINFO as _);
+        if (*entry).eq_opr_finfo.fn_oid == pg_sys::Oid::INVALID {
+            // No equality (never for olaclick's columns): count it as changed.
+            return false;
+        }
+        let result = pg_sys::FunctionCall2Coll(
+            &mut (*entry).eq_opr_finfo,
+            pg_sys::DEFAULT_COLLATION_OID,
+            a,
+            b,
+        );
+        result.value() != 0
+    }
+}
+
+/// `to_jsonb(row)`, called through the function manager the way a query
+/// would, with the call expression telling it the argument is a row.
+fn to_jsonb(row: Datum) -> Datum {
+    thread_local! {
+        static TO_JSONB: std::cell::Cell<*mut pg_sys::FmgrInfo> = const { std::cell::Cell::new(std::ptr::null_mut()) };
+    }
+    // SAFETY: the FmgrInfo and its expression are allocated once in
+    // TopMemoryContext and live for the backend; to_jsonb reads the
+    // argument's type from the expression, and a composite datum carries its
+    // own row type.
+    unsafe {
+        let mut finfo = TO_JSONB.with(|f| f.get());
+        if finfo.is_null() {
+            let top = pg_sys::TopMemoryContext;
+            let previous = pg_sys::MemoryContextSwitchTo(top);
+            finfo = pg_sys::palloc0(std::mem::size_of::<pg_sys::FmgrInfo>()).cast();
+            pg_sys::fmgr_info_cxt(pg_sys::Oid::from(pg_sys::F_TO_JSONB), finfo, top);
+            let arg = pg_sys::makeNullConst(pg_sys::RECORDOID, -1, pg_sys::Oid::INVALID);
+            let args = pg_sys::lappend(std::ptr::null_mut(), arg.cast());
+            (*finfo).fn_expr = pg_sys::makeFuncExpr(
+                pg_sys::Oid::from(pg_sys::F_TO_JSONB),
+                pg_sys::JSONBOID,
+                args,
+                pg_sys::Oid::INVALID,
+                pg_sys::Oid::INVALID,
+                pg_sys::CoercionForm::COERCE_EXPLICIT_CALL,
+            )
+            .cast();
+            pg_sys::MemoryContextSwitchTo(previous);
+            TO_JSONB.with(|f| f.set(finfo));
+        }
+        pg_sys::FunctionCall1Coll(finfo, pg_sys::Oid::INVALID, row)
+    }
+}
+
+/// `json - excluded` (jsonb minus a text[] of keys).
+fn jsonb_without(json: Datum, excluded: Datum) -> Datum {
+    // SAFETY: jsonb_delete_array takes a jsonb and a text[], both non-NULL.
+    unsafe {
+        pgrx::direct_function_call_as_datum(
+            pg_sys::jsonb_delete_array,
+            &[Some(json), Some(excluded)],
+        )
+        .unwrap_or(json)
+    }
+}
+
+fn text_array(items: Vec<String>) -> Datum {
+    items
+        .into_datum()
+        .expect("a Vec<String> always makes a text[]")
 }
 
 /// `olaclick.audit_purge(older_than, archive_to)`: deletes the audit rows

@@ -20,6 +20,11 @@ pub static RESTAURANT_ID: GucSetting<Option<CString>> = GucSetting::<Option<CStr
 pub static NOTIFY_CHANNEL: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(Some(c"olaclick_cache"));
 
+/// Also audit the rows olaclick derives from the application's changes
+/// (history rows, total updates). Superuser-only: it makes the log larger,
+/// never smaller than the contract's one row per application change.
+pub static AUDIT_DERIVED: GucSetting<bool> = GucSetting::<bool>::new(false);
+
 /// Permits `DROP EXTENSION olaclick` while orders exist.
 pub static ALLOW_DROP: GucSetting<bool> = GucSetting::<bool>::new(false);
 
@@ -57,6 +62,14 @@ pub fn init() {
             None,
         );
     }
+    GucRegistry::define_bool_guc(
+        c"olaclick.audit_derived",
+        c"Also audit the rows olaclick derives: history rows and total updates.",
+        c"Off by default: each derived row follows from an audited change of the application (an order's insert or status change, a line's change).",
+        &AUDIT_DERIVED,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
     GucRegistry::define_bool_guc(
         c"olaclick.allow_drop",
         c"Permits DROP EXTENSION olaclick while orders exist.",

@@ -6,11 +6,13 @@
 use pgrx::prelude::*;
 
 mod audit;
+mod audit_settings;
 mod drop_guard;
 mod error;
 mod gucs;
 mod immutable;
 mod lines;
+mod native;
 mod notify;
 mod plans;
 mod restore;
@@ -44,6 +46,7 @@ extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 pub extern "C-unwind" fn _PG_init() {
     gucs::init();
     notify::init();
+    audit_settings::init();
 }
 
 /// Required by `cargo pgrx test`.

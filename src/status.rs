@@ -14,10 +14,12 @@
 //! must not be dated before the order's own `initiated`.
 
 use pgrx::prelude::*;
-use pgrx::{pg_sys, AnyNumeric};
+use pgrx::{pg_sys, AnyNumeric, IntoDatum};
 
+use crate::audit;
 use crate::error::{refuse, Error};
 use crate::gucs;
+use crate::native::{self, TransitionRow};
 use crate::notify;
 use crate::plans::{register_transition_tables, Stmt};
 use crate::restore::restoring;
@@ -174,7 +176,8 @@ static HISTORY_OF_UPDATE: Stmt = Stmt {
 };
 
 /// AFTER INSERT and AFTER UPDATE ON orders FOR EACH STATEMENT, with the
-/// transition tables new_orders (and old_orders).
+/// transition tables new_orders (and old_orders). One order: its history row
+/// is appended natively; more: one INSERT ... SELECT.
 #[pg_trigger]
 fn orders_history<'a>(
     trigger: &'a PgTrigger<'a>,
@@ -184,20 +187,61 @@ fn orders_history<'a>(
     if scope::is_open(Writer::Totals) || restoring() {
         return Ok(None::<PgHeapTuple<'a, AllocatedByRust>>);
     }
-    let stmt = match trigger.op()? {
-        PgTriggerOperation::Insert => &HISTORY_OF_INSERT,
-        PgTriggerOperation::Update => &HISTORY_OF_UPDATE,
+    let (stmt, is_insert) = match trigger.op()? {
+        PgTriggerOperation::Insert => (&HISTORY_OF_INSERT, true),
+        PgTriggerOperation::Update => (&HISTORY_OF_UPDATE, false),
         _ => return Err(Error::WrongEvent("orders_history")),
     };
     let actor = gucs::user_id();
     // SAFETY: reads the clock; no arguments.
     let now = TimestampWithTimeZone::try_from(unsafe { pg_sys::GetCurrentTimestamp() })?;
+    let data = trigger.trigger_data();
     let _history = scope::enter(Writer::History);
-    sandbox::as_owner(trigger.trigger_data().tg_relation, || {
-        Spi::connect_mut(|client| {
-            register_transition_tables(trigger);
-            stmt.run(client, &[actor.into(), now.into()], |_| Ok(()))
-        })
+    sandbox::as_owner(data.tg_relation, || {
+        // SAFETY: the trigger's own transition tables and relation.
+        let (old, new) = unsafe {
+            (
+                TransitionRow::only(data.tg_oldtable, data.tg_relation),
+                TransitionRow::only(data.tg_newtable, data.tg_relation),
+            )
+        };
+        match (is_insert, old, new) {
+            (true, _, Some(new)) => Ok(append_history(&new, actor, now)),
+            (false, Some(old), Some(new)) => {
+                if old.datum(c"status").map(|d| d.value())
+                    != new.datum(c"status").map(|d| d.value())
+                {
+                    append_history(&new, actor, now);
+                }
+                Ok(())
+            }
+            _ => Spi::connect_mut(|client| {
+                register_transition_tables(trigger);
+                stmt.run(client, &[actor.into(), now.into()], |_| Ok(()))
+            }),
+        }
     })?;
     Ok(None)
+}
+
+/// Appends the history row of one order, as HISTORY_OF_INSERT and
+/// HISTORY_OF_UPDATE would; and its audit row if derived rows are audited.
+fn append_history(order: &TransitionRow, actor: Option<i32>, at: TimestampWithTimeZone) {
+    let row = native::insert(
+        native::Table::History,
+        &[
+            (c"order_id", order.datum(c"id")),
+            (c"restaurant_id", order.datum(c"restaurant_id")),
+            (c"status", order.datum(c"status")),
+            (c"changed_at", at.into_datum()),
+            (c"created_by_user_id", actor.into_datum()),
+        ],
+    );
+    if gucs::AUDIT_DERIVED.get() {
+        audit::log_inserted(
+            "order_status_history",
+            row,
+            order.get::<i32>(c"restaurant_id"),
+        );
+    }
 }

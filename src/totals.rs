@@ -5,6 +5,8 @@
 //! Once per statement on `order_details`, the change of each touched order's
 //! total is computed from the transition tables and applied as
 //! `total = total + delta` with `WHERE status = 'initiated'`, in one UPDATE.
+//! A statement that changed one line (what ORMs send) has its delta computed
+//! in Rust and applied by a plain kept UPDATE of that one order.
 //!
 //! Why this is right under concurrency: the UPDATE takes the order's row
 //! lock. A second session changing lines of the same order waits for it; when
@@ -29,8 +31,10 @@
 //! for a deleted one.
 
 use pgrx::prelude::*;
+use pgrx::{pg_sys, AnyNumeric};
 
 use crate::error::{refuse, Error};
+use crate::native::TransitionRow;
 use crate::plans::{register_transition_tables, Stmt};
 use crate::restore::restoring;
 use crate::sandbox;
@@ -95,6 +99,16 @@ static FROZEN_DELETE: Stmt = Stmt {
     args: &[],
 };
 
+/// One line changed: its order's delta, without transition-table SQL.
+static APPLY_ONE: Stmt = Stmt {
+    sql: "UPDATE olaclick.orders SET total = total + $2 WHERE id = $1 AND status = 'initiated' RETURNING id",
+    args: &[PgBuiltInOids::INT8OID, PgBuiltInOids::NUMERICOID],
+};
+static FROZEN_ONE: Stmt = Stmt {
+    sql: frozen!("$1"),
+    args: &[PgBuiltInOids::INT8OID],
+};
+
 /// AFTER INSERT / UPDATE / DELETE ON order_details FOR EACH STATEMENT, with
 /// the transition tables new_lines and/or old_lines.
 #[pg_trigger]
@@ -111,15 +125,30 @@ fn order_details_totals<'a>(
         PgTriggerOperation::Delete => (&APPLY_DELETE, &FROZEN_DELETE),
         _ => return Err(Error::WrongEvent("order_details_totals")),
     };
-    let offender = sandbox::as_owner(trigger.trigger_data().tg_relation, || {
+    let data = trigger.trigger_data();
+    let offender = sandbox::as_owner(data.tg_relation, || {
+        // SAFETY: the trigger's own transition tables and relation.
+        let one = unsafe { one_order_delta(data) };
         Spi::connect_mut(|client| {
+            if let Some((order, delta)) = one {
+                let updated = {
+                    let _totals = scope::enter(Writer::Totals);
+                    APPLY_ONE.run(client, &[order.into(), delta.into()], |rows| Ok(rows.len()))?
+                };
+                if updated == 1 {
+                    return Ok::<_, Error>(None);
+                }
+                return Ok(FROZEN_ONE.first(client, &[order.into()], |row| {
+                    row.get_three::<i64, i32, String>()
+                })?);
+            }
             register_transition_tables(trigger);
             let skipped = {
                 let _totals = scope::enter(Writer::Totals);
                 apply.run(client, &[], |rows| rows.first().get_one::<i64>())?
             };
             if skipped.unwrap_or(0) == 0 {
-                return Ok::<_, Error>(None);
+                return Ok(None);
             }
             // Orders deleted in this transaction (a cascade from orders) are
             // gone and take their lines with them; the rest are frozen.
@@ -135,6 +164,31 @@ fn order_details_totals<'a>(
         );
     }
     Ok(None)
+}
+
+/// When the statement changed one line of one order: that order and the
+/// change of its total.
+///
+/// # Safety
+/// `data` is the trigger's own TriggerData.
+unsafe fn one_order_delta(data: &pg_sys::TriggerData) -> Option<(i64, AnyNumeric)> {
+    let amount = |line: &TransitionRow| -> Option<(i64, AnyNumeric)> {
+        let quantity = AnyNumeric::from(line.get::<i32>(c"quantity")?);
+        Some((
+            line.get::<i64>(c"order_id")?,
+            quantity * line.get::<AnyNumeric>(c"price")?,
+        ))
+    };
+    let old = TransitionRow::only(data.tg_oldtable, data.tg_relation);
+    let new = TransitionRow::only(data.tg_newtable, data.tg_relation);
+    match (old.as_ref().map(amount), new.as_ref().map(amount)) {
+        (None, Some(Some(new))) if data.tg_oldtable.is_null() => Some(new),
+        (Some(Some((order, old))), None) if data.tg_newtable.is_null() => {
+            Some((order, AnyNumeric::from(0) - old))
+        }
+        (Some(Some((from, old))), Some(Some((to, new)))) if from == to => Some((to, new - old)),
+        _ => None,
+    }
 }
 
 /// BEFORE TRUNCATE ON order_details: TRUNCATE skips row and statement

@@ -349,10 +349,12 @@ mod tests {
     }
 
     /// Rows olaclick writes because of the application's change (history,
-    /// totals) are audited under the application's role, not the owner's.
+    /// totals) are audited, when olaclick.audit_derived is on, under the
+    /// application's role, not the owner's.
     #[pg_test]
     fn derived_rows_are_audited_under_the_role_that_caused_them() {
         let a = tenant("a");
+        Spi::run("SET LOCAL olaclick.audit_derived = on").unwrap();
         act_as("olaclick_app", Some(a.restaurant));
         assert_ok(&format!(
             "INSERT INTO olaclick.orders (restaurant_id, client_id, branch_id) VALUES ({}, {}, {})",

@@ -12,6 +12,7 @@ mod orders;
 mod schema;
 mod security;
 mod tenancy;
+mod write_path;
 
 /// Runs `sql` in a subtransaction and returns `SQLSTATE: message` if it
 /// failed, `None` if it succeeded. The subtransaction (a PL/pgSQL exception

@@ -204,9 +204,18 @@ mod tests {
     }
 
     #[pg_test]
-    fn the_four_settings_exist_with_contract_defaults() {
-        let n: i64 = one("SELECT count(*) FROM pg_settings WHERE name LIKE 'olaclick.%'");
-        assert_eq!(n, 4);
+    fn the_settings_exist_with_contract_defaults() {
+        let names: String = one(
+            "SELECT string_agg(name, ',' ORDER BY name) FROM pg_settings WHERE name LIKE 'olaclick.%'",
+        );
+        assert_eq!(
+            names,
+            "olaclick.allow_drop,olaclick.audit_derived,olaclick.notify_channel,olaclick.restaurant_id,olaclick.user_id"
+        );
+        assert_eq!(
+            one::<String>("SELECT current_setting('olaclick.audit_derived')"),
+            "off"
+        );
         assert_eq!(
             one::<String>("SELECT current_setting('olaclick.notify_channel')"),
             "olaclick_cache"

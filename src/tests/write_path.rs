@@ -1,0 +1,302 @@
+//! The single-row native path (src/native.rs) and the set-based path write
+//! the same history and audit rows, and the native path fails the way an
+//! INSERT would: with PostgreSQL's SQLSTATE, leaving nothing half-written.
+#[pgrx::pg_schema]
+mod tests {
+    use crate::tests::{assert_fails, assert_ok, one, tenant, Tenant};
+    use pgrx::prelude::*;
+
+    /// A second product, client, and two orders of `t`.
+    struct Shop {
+        t: Tenant,
+        product2: i32,
+        client2: i32,
+    }
+
+    fn shop(name: &str) -> Shop {
+        let t = tenant(name);
+        let product2 = one(&format!(
+            "INSERT INTO olaclick.products (restaurant_id, name, price) VALUES ({}, 'p2', 3.25) RETURNING id",
+            t.restaurant
+        ));
+        let client2 = one(&format!(
+            "INSERT INTO olaclick.clients (restaurant_id, name, email, phone) VALUES ({}, 'c2', 'c2@x.test', '1') RETURNING id",
+            t.restaurant
+        ));
+        Shop {
+            t,
+            product2,
+            client2,
+        }
+    }
+
+    fn run(statements: &[String]) {
+        for s in statements {
+            assert_ok(s);
+        }
+    }
+
+    /// The same changes, as one statement per row (`single`) or one
+    /// statement for many rows: orders, lines (an UPDATE that changes
+    /// nothing among them), deletes, status changes, an excluded column, a
+    /// disabled table. Returns the first audit id it caused.
+    fn changes(s: &Shop, single: bool) -> i64 {
+        let (r, c, b) = (s.t.restaurant, s.t.client, s.t.branch);
+        let (p1, p2, c2) = (s.t.product, s.product2, s.client2);
+        Spi::run(&format!("SET LOCAL olaclick.user_id = '{}'", s.t.user)).unwrap();
+        let first: i64 = one("SELECT coalesce(max(id), 0) + 1 FROM olaclick.audit_log");
+        let o1: i64;
+        let o2: i64;
+        if single {
+            o1 = s.t.order();
+            o2 = s.t.order();
+        } else {
+            o1 = one(&format!(
+                "WITH o AS (INSERT INTO olaclick.orders (restaurant_id, client_id, branch_id) VALUES ({r}, {c}, {b}), ({r}, {c}, {b}) RETURNING id)
+                 SELECT min(id) FROM o"
+            ));
+            o2 = o1 + 1;
+        }
+        let line = |o: i64, p: i32, q: i32| format!("({o}, {p}, {q})");
+        let lines = [
+            line(o1, p1, 1),
+            line(o1, p2, 2),
+            line(o2, p1, 1),
+            line(o2, p2, 4),
+        ];
+        let insert = |values: &[String]| {
+            format!(
+                "INSERT INTO olaclick.order_details (order_id, product_id, quantity) VALUES {}",
+                values.join(", ")
+            )
+        };
+        let update_lines = |which: &str| {
+            format!(
+                "UPDATE olaclick.order_details SET quantity = CASE product_id WHEN {p2} THEN 3 ELSE quantity END
+                 WHERE order_id = {o1} AND {which}"
+            )
+        };
+        let send =
+            |which: &str| format!("UPDATE olaclick.orders SET status = 'sent' WHERE {which}");
+        let phones = |which: &str| {
+            format!("UPDATE olaclick.clients SET phone = '7' WHERE restaurant_id = {r} AND {which}")
+        };
+        if single {
+            run(&lines
+                .iter()
+                .map(|l| insert(std::slice::from_ref(l)))
+                .collect::<Vec<_>>());
+            run(&[
+                update_lines(&format!("product_id = {p1}")), // changes nothing
+                update_lines(&format!("product_id = {p2}")),
+                format!("DELETE FROM olaclick.order_details WHERE order_id = {o2} AND product_id = {p1}"),
+                format!("DELETE FROM olaclick.order_details WHERE order_id = {o2} AND product_id = {p2}"),
+                send(&format!("id = {o1}")),
+                send(&format!("id = {o2}")),
+                phones(&format!("id = {c}")),
+                phones(&format!("id = {c2}")),
+                format!("UPDATE olaclick.branches SET name = 'renamed' WHERE id = {b}"),
+            ]);
+        } else {
+            run(&[
+                insert(&lines),
+                update_lines("true"),
+                format!("DELETE FROM olaclick.order_details WHERE order_id = {o2}"),
+                send(&format!("id IN ({o1}, {o2})")),
+                phones("true"),
+                format!("UPDATE olaclick.branches SET name = 'renamed' WHERE restaurant_id = {r}"),
+            ]);
+        }
+        first
+    }
+
+    /// The audit and history rows since `first` of restaurant `r`, with the
+    /// ids and times that differ between two tenants taken out. Total
+    /// maintenance follows statements, not rows (a multi-row statement updates
+    /// each order's total once), so its audit rows are left out here.
+    fn written(r: i32, first: i64) -> String {
+        one(&format!(
+            "WITH n AS (SELECT '{{id,restaurant_id,order_id,product_id,client_id,branch_id,created_by_user_id,changed_at,email}}'::text[] AS k)
+             SELECT string_agg(x, E'\\n' ORDER BY x) FROM (
+               SELECT format('audit %s %s old=%s new=%s changed=%s actor=%s role=%s tenant=%s',
+                             table_name, op, old_row - n.k, new_row - n.k, changed_cols,
+                             actor_user_id IS NOT NULL, db_role, restaurant_id = {r}) AS x
+               FROM olaclick.audit_log, n WHERE id >= {first} AND restaurant_id = {r}
+                 AND changed_cols IS DISTINCT FROM '{{total}}'
+               UNION ALL
+               SELECT format('history %s actor=%s', h.status, h.created_by_user_id IS NOT NULL)
+               FROM olaclick.order_status_history h WHERE h.restaurant_id = {r}
+               UNION ALL
+               SELECT format('order %s total=%s', o.status, o.total) FROM olaclick.orders o WHERE o.restaurant_id = {r}
+             ) s"
+        ))
+    }
+
+    fn both_paths_write_the_same(derived: bool) {
+        if derived {
+            Spi::run("SET LOCAL olaclick.audit_derived = on").unwrap();
+        }
+        Spi::run(
+            "SELECT olaclick.audit_exclude('clients', '{phone}');
+             SELECT olaclick.audit_disable('branches');",
+        )
+        .unwrap();
+        let a = shop("native");
+        let b = shop("set");
+        let from_a = changes(&a, true);
+        let from_b = changes(&b, false);
+        let native = written(a.t.restaurant, from_a);
+        let set = written(b.t.restaurant, from_b);
+        assert_eq!(native, set);
+        // What both wrote, in words: the checks above compare like with like.
+        assert!(native.contains("audit order_details UPDATE"), "{native}");
+        assert!(native.contains(r#"changed={phone}"#), "{native}");
+        assert!(
+            !native.contains(r#""phone""#),
+            "excluded column logged: {native}"
+        );
+        assert!(
+            !native.contains("audit branches"),
+            "disabled table logged: {native}"
+        );
+        assert_eq!(
+            native.matches("audit order_details UPDATE").count(),
+            1,
+            "{native}"
+        );
+        assert_eq!(
+            native.contains("audit order_status_history"),
+            derived,
+            "{native}"
+        );
+        assert_eq!(
+            native.lines().filter(|l| l.starts_with("history ")).count(),
+            4,
+            "{native}"
+        );
+        assert!(native.contains("order sent total=22.25"), "{native}");
+        assert!(native.contains("order sent total=0.00"), "{native}");
+        let total_updates = |r: i32| -> i64 {
+            one(&format!(
+                "SELECT count(*) FROM olaclick.audit_log WHERE restaurant_id = {r} AND changed_cols = '{{total}}'"
+            ))
+        };
+        if derived {
+            assert!(total_updates(a.t.restaurant) > total_updates(b.t.restaurant));
+            assert!(total_updates(b.t.restaurant) >= 2);
+        } else {
+            assert_eq!(
+                total_updates(a.t.restaurant) + total_updates(b.t.restaurant),
+                0
+            );
+        }
+    }
+
+    #[pg_test]
+    fn native_and_set_based_paths_write_identical_rows() {
+        both_paths_write_the_same(false);
+    }
+
+    #[pg_test]
+    fn native_and_set_based_paths_write_identical_rows_with_derived_rows() {
+        both_paths_write_the_same(true);
+    }
+
+    /// An actor of another restaurant fails the history row's foreign key
+    /// (23503), and the status change is undone with everything it wrote.
+    #[pg_test]
+    fn a_history_actor_of_another_tenant_fails_the_foreign_key() {
+        let a = tenant("a");
+        let b = tenant("b");
+        let order = a.order();
+        let audited: i64 = one("SELECT count(*) FROM olaclick.audit_log");
+        Spi::run(&format!("SET LOCAL olaclick.user_id = '{}'", b.user)).unwrap();
+        let message = assert_fails(
+            &format!("UPDATE olaclick.orders SET status = 'sent' WHERE id = {order}"),
+            "23503",
+        );
+        assert!(message.contains("order_status_history"), "{message}");
+        assert_eq!(
+            one::<String>(&format!(
+                "SELECT status::text FROM olaclick.orders WHERE id = {order}"
+            )),
+            "initiated"
+        );
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM olaclick.audit_log"),
+            audited
+        );
+    }
+
+    /// Columns olaclick doesn't know take their defaults, as INSERT gives
+    /// them; without one, NOT NULL fails with 23502 and nothing is written.
+    #[pg_test]
+    fn columns_added_by_a_dba_take_defaults_and_keep_not_null() {
+        let a = tenant("a");
+        Spi::run(
+            "ALTER TABLE olaclick.audit_log ADD COLUMN note text NOT NULL DEFAULT 'by default';
+             ALTER TABLE olaclick.order_status_history ADD COLUMN note text NOT NULL DEFAULT 'by default'",
+        )
+        .unwrap();
+        let order = a.order();
+        assert_eq!(
+            one::<String>(&format!(
+                "SELECT string_agg(note, ',') FROM olaclick.audit_log WHERE table_name = 'orders' AND new_row->>'id' = '{order}'"
+            )),
+            "by default"
+        );
+        assert_eq!(
+            one::<String>(&format!(
+                "SELECT string_agg(note, ',') FROM olaclick.order_status_history WHERE order_id = {order}"
+            )),
+            "by default"
+        );
+        Spi::run("ALTER TABLE olaclick.order_status_history ALTER COLUMN note DROP DEFAULT")
+            .unwrap();
+        assert_fails(
+            &format!("UPDATE olaclick.orders SET status = 'sent' WHERE id = {order}"),
+            "23502",
+        );
+        Spi::run("ALTER TABLE olaclick.audit_log ALTER COLUMN note DROP DEFAULT").unwrap();
+        let products: i64 = one("SELECT count(*) FROM olaclick.products");
+        assert_fails(
+            &format!(
+                "INSERT INTO olaclick.products (restaurant_id, name, price) VALUES ({}, 'x', 1)",
+                a.restaurant
+            ),
+            "23502",
+        );
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM olaclick.products"),
+            products
+        );
+    }
+
+    /// An audit id already taken (a sequence set back by hand) fails with
+    /// 23505, not an internal error, and the change is undone.
+    #[pg_test]
+    fn a_taken_audit_id_is_a_unique_violation() {
+        let a = tenant("a");
+        let next: i64 =
+            one("SELECT nextval(pg_get_serial_sequence('olaclick.audit_log', 'id')) + 1");
+        Spi::run(&format!(
+            "SET LOCAL session_replication_role = replica;
+             INSERT INTO olaclick.audit_log (id, table_name, op) VALUES ({next}, 'x', 'INSERT');
+             SET LOCAL session_replication_role = origin"
+        ))
+        .unwrap();
+        let products: i64 = one("SELECT count(*) FROM olaclick.products");
+        let message = assert_fails(
+            &format!(
+                "INSERT INTO olaclick.products (restaurant_id, name, price) VALUES ({}, 'x', 1)",
+                a.restaurant
+            ),
+            "23505",
+        );
+        assert!(message.contains("audit_log"), "{message}");
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM olaclick.products"),
+            products
+        );
+    }
+}
