@@ -7,7 +7,7 @@
 //! PostgreSQL delivers to every backend when the change commits (and to this
 //! one at its next command), and the callback registered in `init` drops
 //! what was kept. A change committed in one session therefore takes effect in
-//! every other session's next transaction.
+//! every other session's next statement.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -68,6 +68,11 @@ unsafe extern "C-unwind" fn on_relcache_invalidation(_arg: Datum, relid: Oid) {
 /// The settings of `table`: all of it logged unless audit_settings says
 /// otherwise; audit_settings itself always.
 pub fn of(table: &str) -> Settings {
+    // Takes in what other sessions committed since this backend last looked
+    // (PostgreSQL otherwise does at the next lock it acquires or transaction
+    // it starts), so a settings change applies from the next statement on.
+    // SAFETY: no arguments; processes the shared invalidation queue.
+    unsafe { pg_sys::AcceptInvalidationMessages() };
     let found = KEPT.with(|kept| {
         kept.borrow()
             .as_ref()

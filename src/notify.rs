@@ -67,26 +67,73 @@ pub fn touch(restaurant: i32, order: i64, statuses: &[&str]) {
     });
 }
 
+/// The contract's payload: the statuses and the order ids, sorted.
+#[derive(serde::Serialize)]
+struct Payload<'a> {
+    restaurant_id: i32,
+    statuses: Vec<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    orders: Option<&'a BTreeSet<i64>>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    all: bool,
+}
+
+/// serde_json's compact output, with the spaces the contract's examples
+/// show after `:` and `,` (`{"restaurant_id": 7, "statuses": ["sent"]}`).
+struct Spaced;
+
+impl serde_json::ser::Formatter for Spaced {
+    fn begin_array_value<W: ?Sized + std::io::Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        if first {
+            Ok(())
+        } else {
+            w.write_all(b", ")
+        }
+    }
+    fn begin_object_key<W: ?Sized + std::io::Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        if first {
+            Ok(())
+        } else {
+            w.write_all(b", ")
+        }
+    }
+    fn begin_object_value<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        w.write_all(b": ")
+    }
+}
+
+fn to_json(payload: &Payload) -> String {
+    let mut out = Vec::with_capacity(128);
+    let mut serializer = serde_json::Serializer::with_formatter(&mut out, Spaced);
+    serde::Serialize::serialize(payload, &mut serializer)
+        .expect("integers and labels always serialize");
+    String::from_utf8(out).expect("serde_json writes UTF-8")
+}
+
 /// The contract's payload, sorted; without the order ids and with
 /// `"all": true` when it would not fit.
 fn payload(restaurant: i32, touched: &Touched) -> String {
-    let statuses: Vec<String> = touched
-        .statuses
-        .iter()
-        .map(|&i| format!("\"{}\"", STATUSES[i]))
-        .collect();
-    let head = format!(
-        "{{\"restaurant_id\": {restaurant}, \"statuses\": [{}]",
-        statuses.join(", ")
-    );
-    if !touched.all {
-        let orders: Vec<String> = touched.orders.iter().map(i64::to_string).collect();
-        let full = format!("{head}, \"orders\": [{}]}}", orders.join(", "));
-        if full.len() <= MAX_PAYLOAD {
-            return full;
-        }
+    let mut payload = Payload {
+        restaurant_id: restaurant,
+        statuses: touched.statuses.iter().map(|&i| STATUSES[i]).collect(),
+        orders: (!touched.all).then_some(&touched.orders),
+        all: touched.all,
+    };
+    let json = to_json(&payload);
+    if json.len() <= MAX_PAYLOAD {
+        return json;
     }
-    format!("{head}, \"all\": true}}")
+    payload.orders = None;
+    payload.all = true;
+    to_json(&payload)
 }
 
 /// Registered once per backend in `_PG_init`.
