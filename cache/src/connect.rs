@@ -42,13 +42,13 @@ pub async fn redis(config: &Config) -> Result<MultiplexedConnection> {
     } else {
         redis::Client::open(url.as_str())
     }
-    .map_err(|e| anyhow!("invalid REDIS_URL {shown}: {}", config.scrub(e)))?;
+    .map_err(|e| anyhow!("invalid REDIS_URL {shown}: {}", config.scrub_error(e)))?;
     let connect = client.get_multiplexed_async_connection();
     match tokio::time::timeout(Duration::from_secs(2), connect).await {
         Ok(Ok(con)) => Ok(con),
         Ok(Err(e)) => Err(anyhow!(
             "Redis at {shown}: {}",
-            with_reason(config.scrub(e))
+            with_reason(config.scrub_error(e))
         )),
         Err(_) => Err(anyhow!("Redis at {shown}: connection timed out")),
     }
@@ -60,14 +60,14 @@ async fn connect_with(
     tls: MakeRustlsConnect,
     role: &str,
 ) -> Result<(Client, PgConnection), String> {
-    let mut pg: tokio_postgres::Config = url.parse().map_err(|e| config.scrub(e))?;
+    let mut pg: tokio_postgres::Config = url.parse().map_err(|e| config.scrub_error(e))?;
     pg.application_name(format!("{APPLICATION_NAME}-{role}"));
     if pg.get_connect_timeout().is_none() {
         pg.connect_timeout(Duration::from_secs(5));
     }
     pg.connect(tls)
         .await
-        .map_err(|e| with_reason(config.scrub(format!("{e:#}"))))
+        .map_err(|e| with_reason(config.scrub_error(e)))
 }
 
 /// Whether the server is a standby, driving the connection while asking

@@ -90,6 +90,15 @@ impl Config {
         text
     }
 
+    /// An error with its causes (tokio-postgres shows only "db error" or
+    /// "error performing TLS handshake" without them), passwords scrubbed.
+    pub fn scrub_error<E>(&self, error: E) -> String
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        self.scrub(format!("{:#}", anyhow::Error::new(error)))
+    }
+
     /// The URLs for a log line (files read now), passwords hidden.
     pub fn shown(&self) -> (String, String) {
         let show = |s: &Secret| match s.read() {
@@ -133,13 +142,13 @@ pub async fn query_orders(config: &Config, restaurant: i64, status: &str) -> Res
     let tx = client
         .transaction()
         .await
-        .map_err(|e| anyhow::anyhow!("{}", config.scrub(e)))?;
+        .map_err(|e| anyhow::anyhow!("{}", config.scrub_error(e)))?;
     tx.execute(
         "SELECT set_config('olaclick.restaurant_id', $1, true)",
         &[&restaurant.to_string()],
     )
     .await
-    .map_err(|e| anyhow::anyhow!("{}", config.scrub(e)))?;
+    .map_err(|e| anyhow::anyhow!("{}", config.scrub_error(e)))?;
     let rows = tx
         .query(
             "SELECT p.id, p.total::text, c.name::text, r.name::text
@@ -152,10 +161,10 @@ pub async fn query_orders(config: &Config, restaurant: i64, status: &str) -> Res
             &[&(restaurant as i32), &status],
         )
         .await
-        .map_err(|e| anyhow::anyhow!("query failed: {}", config.scrub(e)))?;
+        .map_err(|e| anyhow::anyhow!("query failed: {}", config.scrub_error(e)))?;
     tx.commit()
         .await
-        .map_err(|e| anyhow::anyhow!("{}", config.scrub(e)))?;
+        .map_err(|e| anyhow::anyhow!("{}", config.scrub_error(e)))?;
     drop(client);
     let _ = task.await;
     let orders: Vec<serde_json::Value> = rows

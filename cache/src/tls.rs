@@ -148,40 +148,45 @@ impl RedisTls {
 }
 
 /// A person-readable reason for a certificate failure found in an error
-/// message (rustls names them in Debug form, e.g. `UnknownIssuer`), or None.
+/// message, or None. rustls words them in Debug form (`UnknownIssuer`) or in
+/// prose ("certificate not valid for name"), depending on the error.
 pub fn explain(message: &str) -> Option<&'static str> {
-    let reasons = [
+    let reasons: [(&[&str], &str); 9] = [
         (
-            "UnknownIssuer",
+            &["unknownissuer", "unknown issuer"],
             "the server's certificate is not signed by a trusted CA (check the CA file)",
         ),
         (
-            "NotValidForName",
+            &["notvalidforname", "not valid for name"],
             "the server's certificate is not issued for the host name connected to",
         ),
-        ("Expired", "the server's certificate has expired"),
-        ("NotValidYet", "the server's certificate is not valid yet"),
-        ("Revoked", "the server's certificate is revoked"),
+        (&["expired"], "the server's certificate has expired"),
         (
-            "BadSignature",
+            &["notvalidyet", "not valid yet"],
+            "the server's certificate is not valid yet",
+        ),
+        (&["revoked"], "the server's certificate is revoked"),
+        (
+            &["badsignature", "bad signature"],
             "the server's certificate has a bad signature",
         ),
         (
-            "UnsupportedSignatureAlgorithm",
+            &["unsupportedsignaturealgorithm"],
             "the server's certificate uses an unsupported signature algorithm",
         ),
         (
-            "CertificateRequired",
+            &["certificaterequired", "certificate required"],
             "the server requires a client certificate",
         ),
         (
-            "UnknownCA",
+            &["unknownca", "unknown ca"],
             "the server does not trust the client certificate",
         ),
     ];
+    let message = message.to_lowercase();
     reasons
         .iter()
-        .find(|(needle, _)| message.contains(needle))
+        .find(|(needles, _)| needles.iter().any(|n| message.contains(n)))
         .map(|(_, reason)| *reason)
 }
 
