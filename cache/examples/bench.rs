@@ -46,6 +46,24 @@ async fn main() -> anyhow::Result<()> {
         redis_connect.push(t.elapsed().as_secs_f64() * 1e3);
     }
 
+    // The same, once connected: what TLS adds to each request of a process
+    // that keeps its connections (a server using the library).
+    let (reader, connection) = olaclick_cache::postgres(&config, "bench").await?;
+    tokio::spawn(connection);
+    let (mut pg_open, mut redis_open) = (vec![], vec![]);
+    for _ in 0..n {
+        let t = Instant::now();
+        reader.query_one("SELECT 1", &[]).await?;
+        pg_open.push(t.elapsed().as_secs_f64() * 1e3);
+        let t = Instant::now();
+        let _: Option<String> = redis::cmd("GET")
+            .arg(data_key(1, "sent"))
+            .query_async(&mut redis)
+            .await?;
+        redis_open.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    drop(reader);
+
     let (mut plain, mut miss, mut hit, mut invalidation) = (vec![], vec![], vec![], vec![]);
     for i in 0..n {
         let restaurant = 1 + (i % 50) as i64;
@@ -91,6 +109,8 @@ async fn main() -> anyhow::Result<()> {
     }
     report("pg_connect", pg_connect);
     report("redis_connect", redis_connect);
+    report("pg_select1_open", pg_open);
+    report("redis_get_open", redis_open);
     report("plain_query", plain);
     report("get_miss", miss);
     report("get_hit", hit);
