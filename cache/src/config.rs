@@ -18,10 +18,21 @@ use percent_encoding::percent_decode_str;
 /// A file is read again on every use (every reconnection), so a rotated
 /// password is picked up without a restart: the `*_FILE` convention of
 /// container secrets (Docker and Kubernetes mount them as files).
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub enum Secret {
     Value(String),
     File(PathBuf),
+}
+
+/// Shows the URL with its password hidden: a `{:?}` of the configuration
+/// must not leak it.
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Secret::Value(url) => f.debug_tuple("Value").field(&redact(url)).finish(),
+            Secret::File(path) => f.debug_tuple("File").field(path).finish(),
+        }
+    }
 }
 
 impl Secret {
@@ -546,6 +557,16 @@ mod tests {
             vec!["s3cret".to_string()]
         );
         assert_eq!(redact("not a url"), "<unparsable URL>");
+    }
+
+    #[test]
+    fn debug_output_hides_the_password() {
+        let secret = Secret::Value("postgresql://u:hunter2@h/db".into());
+        let shown = format!("{secret:?}");
+        assert!(
+            !shown.contains("hunter2") && shown.contains("u:***@h"),
+            "{shown}"
+        );
     }
 
     #[test]
