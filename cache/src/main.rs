@@ -34,8 +34,8 @@ struct Cli {
     #[arg(long, env = "REDIS_URL_FILE")]
     redis_url_file: Option<PathBuf>,
 
-    /// PEM file of the CA that signed Redis's certificate (rediss://); the
-    /// system's roots when unset.
+    /// PEM file of the CA that signed Redis's certificate (rediss://);
+    /// Mozilla's root CAs (webpki-roots) when unset.
     #[arg(long, env = "OLACLICK_REDIS_CACERT")]
     redis_cacert: Option<PathBuf>,
 
