@@ -113,8 +113,10 @@ impl Pki {
     fn get() -> &'static Pki {
         static PKI: OnceLock<Pki> = OnceLock::new();
         PKI.get_or_init(|| {
-            let dir =
-                std::env::temp_dir().join(format!("olaclick-cache-pki-{}", std::process::id()));
+            // Cargo's scratch directory for integration tests, under
+            // target/: remade on every run, never left in /tmp.
+            let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("pki");
+            std::fs::remove_dir_all(&dir).ok();
             std::fs::create_dir_all(&dir).unwrap();
             let openssl = |args: &[&str]| {
                 let out = Command::new("openssl")
@@ -865,7 +867,8 @@ async fn a_rotated_password_is_picked_up_on_reconnection() {
     let mut env = Env::new("rotation").await;
     let role = "olaclick_cache_rotation";
     login_role(&env.pg, role, "olaclick_app", "first-Secret").await;
-    let dir = std::env::temp_dir().join(format!("olaclick-cache-rotation-{}", std::process::id()));
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("rotation");
+    std::fs::remove_dir_all(&dir).ok();
     std::fs::create_dir_all(&dir).unwrap();
     let secret = dir.join("database_url");
     let db = env.db.clone();
