@@ -14,13 +14,21 @@
 //! result with a script that checks they are unchanged. A reader that raced
 //! an invalidation finds a newer token and installs nothing.
 
+pub mod config;
+pub mod connect;
+pub mod tls;
+
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use futures_util::StreamExt;
 use redis::aio::MultiplexedConnection;
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::AsyncMessage;
 use tracing::{info, warn};
+
+pub use config::{redact, Secret};
+pub use connect::{postgres, redis};
+pub use tls::RedisTls;
 
 pub const STATUSES: [&str; 3] = ["initiated", "sent", "delivered"];
 pub const GENERATION_KEY: &str = "olaclick:generation";
@@ -38,20 +46,34 @@ pub fn version_key(restaurant: i64, status: &str) -> String {
 /// command line (see `--help`).
 #[derive(Clone, Debug)]
 pub struct Config {
-    pub database_url: String,
-    pub redis_url: String,
+    /// `DATABASE_URL`: libpq's URL, TLS parameters included (`config.rs`).
+    pub database: Secret,
+    /// `REDIS_URL`: `redis://` or `rediss://`, user and password included.
+    pub redis: Secret,
+    pub redis_tls: RedisTls,
     pub ttl: Duration,
     pub channel: String,
 }
 
 impl Config {
-    /// Every secret in the configuration, to scrub from messages.
+    /// A configuration with the defaults of the command line.
+    pub fn new(database_url: impl Into<String>, redis_url: impl Into<String>) -> Config {
+        Config {
+            database: Secret::Value(database_url.into()),
+            redis: Secret::Value(redis_url.into()),
+            redis_tls: RedisTls::default(),
+            ttl: Duration::from_secs(60),
+            channel: "olaclick_cache".into(),
+        }
+    }
+
+    /// Every password of the configuration as it is now, to scrub from
+    /// messages.
     fn secrets(&self) -> Vec<String> {
-        [&self.database_url, &self.redis_url]
+        [&self.database, &self.redis]
             .iter()
-            .filter_map(|u| url::Url::parse(u).ok())
-            .filter_map(|u| u.password().map(str::to_string))
-            .filter(|p| !p.is_empty())
+            .filter_map(|s| s.read().ok())
+            .flat_map(|url| config::passwords(&url))
             .collect()
     }
 
@@ -59,63 +81,32 @@ impl Config {
     /// errors and logs must never show one.
     pub fn scrub(&self, message: impl std::fmt::Display) -> String {
         let mut text = message.to_string();
-        for secret in self.secrets() {
+        let mut secrets = self.secrets();
+        // Longest first, so a password that contains another is replaced whole.
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        for secret in secrets {
             text = text.replace(&secret, "***");
         }
         text
     }
-}
 
-/// A URL fit for a log line: its password, if any, replaced by `***`.
-pub fn redact(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            let _ = parsed.set_password(Some("***"));
-            parsed.to_string()
-        }
-        Ok(parsed) => parsed.to_string(),
-        Err(_) => "<unparsable URL>".to_string(),
+    /// An error with its causes (tokio-postgres shows only "db error" or
+    /// "error performing TLS handshake" without them), passwords scrubbed.
+    pub fn scrub_error<E>(&self, error: E) -> String
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        self.scrub(format!("{:#}", anyhow::Error::new(error)))
     }
-}
 
-pub async fn redis(config: &Config) -> Result<MultiplexedConnection> {
-    let client = redis::Client::open(config.redis_url.as_str())
-        .map_err(|e| anyhow::anyhow!("invalid REDIS_URL: {}", config.scrub(e)))?;
-    let connect = client.get_multiplexed_async_connection();
-    match tokio::time::timeout(Duration::from_secs(2), connect).await {
-        Ok(Ok(con)) => Ok(con),
-        Ok(Err(e)) => anyhow::bail!(
-            "Redis at {}: {}",
-            redact(&config.redis_url),
-            config.scrub(e)
-        ),
-        Err(_) => anyhow::bail!(
-            "Redis at {}: connection timed out",
-            redact(&config.redis_url)
-        ),
+    /// The URLs for a log line (files read now), passwords hidden.
+    pub fn shown(&self) -> (String, String) {
+        let show = |s: &Secret| match s.read() {
+            Ok(url) => redact(&url),
+            Err(e) => format!("<{e:#}>"),
+        };
+        (show(&self.database), show(&self.redis))
     }
-}
-
-async fn postgres(
-    config: &Config,
-    role: &str,
-) -> Result<(
-    tokio_postgres::Client,
-    tokio_postgres::Connection<tokio_postgres::Socket, tokio_postgres::tls::NoTlsStream>,
-)> {
-    let mut pg: tokio_postgres::Config = config
-        .database_url
-        .parse()
-        .map_err(|e| anyhow::anyhow!("invalid DATABASE_URL: {}", config.scrub(e)))?;
-    pg.application_name(format!("{APPLICATION_NAME}-{role}"));
-    pg.connect_timeout(Duration::from_secs(5));
-    pg.connect(NoTls).await.map_err(|e| {
-        anyhow::anyhow!(
-            "PostgreSQL at {}: {}",
-            redact(&config.database_url),
-            config.scrub(e)
-        )
-    })
 }
 
 /// What a reader saw of the cache before querying PostgreSQL.
@@ -151,13 +142,13 @@ pub async fn query_orders(config: &Config, restaurant: i64, status: &str) -> Res
     let tx = client
         .transaction()
         .await
-        .map_err(|e| anyhow::anyhow!("{}", config.scrub(e)))?;
+        .map_err(|e| anyhow::anyhow!("{}", config.scrub_error(e)))?;
     tx.execute(
         "SELECT set_config('olaclick.restaurant_id', $1, true)",
         &[&restaurant.to_string()],
     )
     .await
-    .map_err(|e| anyhow::anyhow!("{}", config.scrub(e)))?;
+    .map_err(|e| anyhow::anyhow!("{}", config.scrub_error(e)))?;
     let rows = tx
         .query(
             "SELECT p.id, p.total::text, c.name::text, r.name::text
@@ -170,10 +161,10 @@ pub async fn query_orders(config: &Config, restaurant: i64, status: &str) -> Res
             &[&(restaurant as i32), &status],
         )
         .await
-        .map_err(|e| anyhow::anyhow!("query failed: {}", config.scrub(e)))?;
+        .map_err(|e| anyhow::anyhow!("query failed: {}", config.scrub_error(e)))?;
     tx.commit()
         .await
-        .map_err(|e| anyhow::anyhow!("{}", config.scrub(e)))?;
+        .map_err(|e| anyhow::anyhow!("{}", config.scrub_error(e)))?;
     drop(client);
     let _ = task.await;
     let orders: Vec<serde_json::Value> = rows
@@ -388,11 +379,10 @@ async fn listen_once(config: &Config) -> Result<()> {
         .batch_execute(&format!("LISTEN {}", quote_ident(&config.channel)))
         .await?;
     let flushed = flush(&mut con).await?;
+    let (database, redis) = config.shown();
     info!(
-        "invalidator: listening on {} at {}, Redis at {}; flushed {flushed} keys",
+        "invalidator: listening on {} at {database}, Redis at {redis}; flushed {flushed} keys",
         config.channel,
-        redact(&config.database_url),
-        redact(&config.redis_url)
     );
     while let Some(message) = rx.recv().await {
         match message.context("PostgreSQL connection lost")? {

@@ -1,8 +1,9 @@
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use olaclick_cache::{Config, Source, STATUSES};
+use olaclick_cache::{Config, RedisTls, Secret, Source, STATUSES};
 
 /// Orders by status from Redis, cache-aside, kept fresh by olaclick's
 /// commit-time notifications.
@@ -12,18 +13,39 @@ use olaclick_cache::{Config, Source, STATUSES};
 #[derive(Parser)]
 #[command(name = "olaclick-cache", version)]
 struct Cli {
-    /// PostgreSQL with the olaclick extension (a hot standby is fine for `get`).
+    /// PostgreSQL with the olaclick extension, as a libpq URL: sslmode
+    /// (disable, prefer [default], require, verify-ca, verify-full),
+    /// sslrootcert, sslcert, sslkey, several hosts, target_session_attrs
+    /// (prefer-standby or standby for `get` on a hot standby).
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-    database_url: String,
+    database_url: Option<String>,
 
-    /// Redis to cache in.
-    #[arg(
-        long,
-        env = "REDIS_URL",
-        default_value = "redis://127.0.0.1:6379",
-        hide_env_values = true
-    )]
-    redis_url: String,
+    /// A file holding DATABASE_URL (a container secret); read again on every
+    /// reconnection, so a rotated password needs no restart.
+    #[arg(long, env = "DATABASE_URL_FILE")]
+    database_url_file: Option<PathBuf>,
+
+    /// Redis to cache in: redis://[user:password@]host:port, or rediss:// for
+    /// TLS [default: redis://127.0.0.1:6379].
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    redis_url: Option<String>,
+
+    /// A file holding REDIS_URL; read again on every reconnection.
+    #[arg(long, env = "REDIS_URL_FILE")]
+    redis_url_file: Option<PathBuf>,
+
+    /// PEM file of the CA that signed Redis's certificate (rediss://);
+    /// Mozilla's root CAs (webpki-roots) when unset.
+    #[arg(long, env = "OLACLICK_REDIS_CACERT")]
+    redis_cacert: Option<PathBuf>,
+
+    /// PEM client certificate for Redis (with OLACLICK_REDIS_KEY).
+    #[arg(long, env = "OLACLICK_REDIS_CERT")]
+    redis_cert: Option<PathBuf>,
+
+    /// PEM private key of the client certificate for Redis.
+    #[arg(long, env = "OLACLICK_REDIS_KEY")]
+    redis_key: Option<PathBuf>,
 
     /// Seconds a cached list lives, even if no invalidation comes.
     #[arg(long, env = "OLACLICK_CACHE_TTL", default_value_t = 60)]
@@ -60,15 +82,40 @@ enum Command {
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        // Colours only for a person: logs kept in files or grepped stay plain.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("OLACLICK_CACHE_LOG")
                 .unwrap_or_else(|_| "info".into()),
         )
         .init();
     let cli = Cli::parse();
+    let database = match Secret::from_pair("DATABASE_URL", cli.database_url, cli.database_url_file)
+    {
+        Ok(secret) => secret,
+        Err(e) => {
+            eprintln!("olaclick-cache: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let redis = match (cli.redis_url, cli.redis_url_file) {
+        (None, None) => Secret::Value("redis://127.0.0.1:6379".into()),
+        (value, file) => match Secret::from_pair("REDIS_URL", value, file) {
+            Ok(secret) => secret,
+            Err(e) => {
+                eprintln!("olaclick-cache: {e:#}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
     let config = Config {
-        database_url: cli.database_url,
-        redis_url: cli.redis_url,
+        database,
+        redis,
+        redis_tls: RedisTls {
+            ca: cli.redis_cacert,
+            cert: cli.redis_cert,
+            key: cli.redis_key,
+        },
         ttl: Duration::from_secs(cli.ttl.max(1)),
         channel: cli.channel,
     };

@@ -1,21 +1,201 @@
 //! olaclick-cache against a real PostgreSQL with the extension and real
-//! redis-server processes. `scripts/test` provides the server:
-//! OLACLICK_TEST_PG=postgresql://postgres@127.0.0.1:5498. Each test makes its
-//! own database and its own Redis on a free port.
+//! redis-server processes. `scripts/test` provides the server (a
+//! `scripts/cluster` cluster: TCP only with TLS and SCRAM passwords):
+//!   OLACLICK_TEST_PG=postgresql://postgres@%2Fvar%2Ftmp%2Folaclick:5498
+//!     the superuser through the socket, for setting up;
+//!   OLACLICK_TEST_PG_CA=/var/tmp/olaclick/isolation/tls/ca.crt
+//!     the CA of the cluster's certificate.
+//! The client under test connects over TCP with TLS (verify-full) as a login
+//! role with a password, to Redis over TLS as an ACL user. Each test makes
+//! its own database and its own Redis on free ports.
 
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use olaclick_cache::{data_key, install, query_orders, read_tokens, version_key, Config, Source};
+use olaclick_cache::{
+    data_key, install, query_orders, read_tokens, version_key, Config, RedisTls, Secret, Source,
+};
+use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use redis::aio::MultiplexedConnection;
 use tokio_postgres::NoTls;
 
 const BIN: &str = env!("CARGO_BIN_EXE_olaclick-cache");
+/// The login role the client under test connects as (a member of
+/// olaclick_app), with a password that needs percent-encoding in a URL.
+const ROLE: &str = "olaclick_cache_test";
+const ROLE_PASSWORD: &str = "pg-S3cret/with@odd%chars";
+/// Redis's ACL user for the client under test.
+const REDIS_USER: &str = "olaclick";
+const REDIS_PASSWORD: &str = "redis-S3cret";
 
-fn pg_base() -> String {
+fn admin_base() -> String {
     std::env::var("OLACLICK_TEST_PG").expect(
-        "OLACLICK_TEST_PG must name a PostgreSQL with olaclick installed (scripts/test sets it)",
+        "OLACLICK_TEST_PG must name a PostgreSQL with olaclick installed, as the superuser (scripts/test sets it)",
     )
+}
+
+fn cluster_ca() -> PathBuf {
+    std::env::var("OLACLICK_TEST_PG_CA")
+        .expect("OLACLICK_TEST_PG_CA must name the CA of the server's certificate (scripts/test sets it)")
+        .into()
+}
+
+/// The TCP port of the server: the socket's port number.
+fn pg_port() -> u16 {
+    let config: tokio_postgres::Config = admin_base().parse().unwrap();
+    config.get_ports().first().copied().unwrap_or(5432)
+}
+
+fn enc(s: &str) -> String {
+    utf8_percent_encode(s, NON_ALPHANUMERIC).to_string()
+}
+
+/// A libpq URL for the server over TCP, `params` appended.
+fn pg_url(user: &str, password: &str, host: &str, db: &str, params: &str) -> String {
+    format!(
+        "postgresql://{user}:{}@{host}:{}/{db}?{params}",
+        enc(password),
+        pg_port()
+    )
+}
+
+fn verify_full() -> String {
+    format!("sslmode=verify-full&sslrootcert={}", cluster_ca().display())
+}
+
+async fn admin(db: &str) -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::connect(&format!("{}/{db}", admin_base()), NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    client
+}
+
+/// Creates (if missing) a login role in `group` and sets its password.
+async fn login_role(admin: &tokio_postgres::Client, name: &str, group: &str, password: &str) {
+    admin
+        .batch_execute(&format!(
+            "DO $$ BEGIN
+               IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{name}') THEN
+                 CREATE ROLE {name} LOGIN IN ROLE {group};
+               END IF;
+             END $$"
+        ))
+        .await
+        .unwrap();
+    // Test constants: no quote to escape.
+    assert!(!password.contains('\''));
+    admin
+        .batch_execute(&format!("ALTER ROLE {name} PASSWORD '{password}'"))
+        .await
+        .unwrap();
+}
+
+/// The shared test role, made once per test run (roles are cluster-wide and
+/// the tests run in parallel).
+async fn ensure_test_role(admin: &tokio_postgres::Client) {
+    static READY: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+    READY
+        .get_or_init(|| login_role(admin, ROLE, "olaclick_app", ROLE_PASSWORD))
+        .await;
+}
+
+/// Throwaway certificates made with openssl: a CA, a server certificate for
+/// localhost and 127.0.0.1 signed by it, a client certificate signed by it,
+/// and an unrelated CA.
+struct Pki {
+    dir: PathBuf,
+}
+
+impl Pki {
+    fn get() -> &'static Pki {
+        static PKI: OnceLock<Pki> = OnceLock::new();
+        PKI.get_or_init(|| {
+            // Cargo's scratch directory for integration tests, under
+            // target/: remade on every run, never left in /tmp.
+            let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("pki");
+            std::fs::remove_dir_all(&dir).ok();
+            std::fs::create_dir_all(&dir).unwrap();
+            let openssl = |args: &[&str]| {
+                let out = Command::new("openssl")
+                    .args(args)
+                    .current_dir(&dir)
+                    .output()
+                    .expect("openssl must be installed");
+                assert!(
+                    out.status.success(),
+                    "openssl {args:?}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            };
+            for ca in ["ca", "other-ca"] {
+                openssl(&[
+                    "req",
+                    "-x509",
+                    "-newkey",
+                    "rsa:2048",
+                    "-nodes",
+                    "-days",
+                    "2",
+                    "-subj",
+                    &format!("/CN=olaclick test {ca}"),
+                    "-keyout",
+                    &format!("{ca}.key"),
+                    "-out",
+                    &format!("{ca}.crt"),
+                ]);
+            }
+            for (leaf, ext) in [
+                (
+                    "server",
+                    "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+                ),
+                ("client", "extendedKeyUsage=clientAuth\n"),
+            ] {
+                std::fs::write(
+                    dir.join(format!("{leaf}.ext")),
+                    format!("basicConstraints=CA:FALSE\n{ext}"),
+                )
+                .unwrap();
+                openssl(&[
+                    "req",
+                    "-newkey",
+                    "rsa:2048",
+                    "-nodes",
+                    "-subj",
+                    &format!("/CN={leaf}"),
+                    "-keyout",
+                    &format!("{leaf}.key"),
+                    "-out",
+                    &format!("{leaf}.csr"),
+                ]);
+                openssl(&[
+                    "x509",
+                    "-req",
+                    "-in",
+                    &format!("{leaf}.csr"),
+                    "-CA",
+                    "ca.crt",
+                    "-CAkey",
+                    "ca.key",
+                    "-CAcreateserial",
+                    "-days",
+                    "2",
+                    "-extfile",
+                    &format!("{leaf}.ext"),
+                    "-out",
+                    &format!("{leaf}.crt"),
+                ]);
+            }
+            Pki { dir }
+        })
+    }
+
+    fn path(&self, file: &str) -> PathBuf {
+        self.dir.join(file)
+    }
 }
 
 fn free_port() -> u16 {
@@ -26,15 +206,26 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// A redis-server with a plain port for the test's own look at the keys
+/// (default user, no password) and a TLS port with an ACL user for the
+/// client under test.
 struct Redis {
     port: u16,
+    tls_port: u16,
+    extra: Vec<String>,
     child: Option<Child>,
 }
 
 impl Redis {
     fn start() -> Redis {
+        Redis::start_with(&[])
+    }
+
+    fn start_with(extra: &[&str]) -> Redis {
         let mut redis = Redis {
             port: free_port(),
+            tls_port: free_port(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
             child: None,
         };
         redis.spawn();
@@ -42,23 +233,39 @@ impl Redis {
     }
 
     fn spawn(&mut self) {
+        let pki = Pki::get();
         let child = Command::new("redis-server")
             .args([
                 "--port",
                 &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
+                "--tls-port",
+                &self.tls_port.to_string(),
             ])
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .arg("--tls-cert-file")
+            .arg(pki.path("server.crt"))
+            .arg("--tls-key-file")
+            .arg(pki.path("server.key"))
+            .arg("--tls-ca-cert-file")
+            .arg(pki.path("ca.crt"))
+            .args(["--tls-auth-clients", "no"])
+            .args([
+                "--user",
+                REDIS_USER,
+                "on",
+                &format!(">{REDIS_PASSWORD}"),
+                "~olaclick:*",
+                "+@all",
+            ])
+            .args(&self.extra)
             .stdout(Stdio::null())
             .spawn()
             .expect("redis-server (Debian package redis-server) must be installed");
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+        while std::net::TcpStream::connect(("127.0.0.1", self.tls_port)).is_err()
+            || std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err()
+        {
             assert!(Instant::now() < deadline, "redis-server did not start");
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -71,12 +278,16 @@ impl Redis {
         }
     }
 
+    /// The client under test's URL: TLS, ACL user and password.
     fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        format!(
+            "rediss://{REDIS_USER}:{REDIS_PASSWORD}@127.0.0.1:{}",
+            self.tls_port
+        )
     }
 
     async fn con(&self) -> MultiplexedConnection {
-        redis::Client::open(self.url())
+        redis::Client::open(format!("redis://127.0.0.1:{}", self.port))
             .unwrap()
             .get_multiplexed_async_connection()
             .await
@@ -101,11 +312,12 @@ impl Env {
     /// A fresh database with two restaurants and three initiated orders
     /// (ids 1 and 2 of restaurant 1, 3 of restaurant 2), and a fresh Redis.
     async fn new(name: &str) -> Env {
+        Env::with_redis(name, Redis::start()).await
+    }
+
+    async fn with_redis(name: &str, redis: Redis) -> Env {
         let db = format!("olaclick_cache_{name}");
-        let (admin, conn) = tokio_postgres::connect(&format!("{}/postgres", pg_base()), NoTls)
-            .await
-            .unwrap();
-        tokio::spawn(conn);
+        let admin = admin("postgres").await;
         admin
             .batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
             .await
@@ -114,10 +326,7 @@ impl Env {
             .batch_execute(&format!("CREATE DATABASE {db}"))
             .await
             .unwrap();
-        let (pg, conn) = tokio_postgres::connect(&format!("{}/{db}", pg_base()), NoTls)
-            .await
-            .unwrap();
-        tokio::spawn(conn);
+        let pg = self::admin(&db).await;
         pg.batch_execute(
             "CREATE EXTENSION olaclick;
              INSERT INTO olaclick.restaurants (id, name) VALUES (1, 'R1'), (2, 'R2');
@@ -129,29 +338,42 @@ impl Env {
         )
         .await
         .unwrap();
+        // After CREATE EXTENSION: it creates the group role on a new cluster.
+        ensure_test_role(&pg).await;
         Env {
             db,
-            redis: Redis::start(),
+            redis,
             pg,
             invalidator: None,
         }
     }
 
+    fn database_url(&self) -> String {
+        pg_url(ROLE, ROLE_PASSWORD, "localhost", &self.db, &verify_full())
+    }
+
     fn config(&self) -> Config {
+        let mut config = Config::new(self.database_url(), self.redis.url());
+        config.redis_tls = RedisTls {
+            ca: Some(Pki::get().path("ca.crt")),
+            ..RedisTls::default()
+        };
+        config
+    }
+
+    fn with_database_url(&self, url: String) -> Config {
         Config {
-            database_url: format!("{}/{}", pg_base(), self.db),
-            redis_url: self.redis.url(),
-            ttl: Duration::from_secs(60),
-            channel: "olaclick_cache".into(),
+            database: Secret::Value(url),
+            ..self.config()
         }
     }
 
     fn command(&self) -> Command {
-        let config = self.config();
         let mut command = Command::new(BIN);
         command
-            .env("DATABASE_URL", config.database_url)
-            .env("REDIS_URL", config.redis_url)
+            .env("DATABASE_URL", self.database_url())
+            .env("REDIS_URL", self.redis.url())
+            .env("OLACLICK_REDIS_CACERT", Pki::get().path("ca.crt"))
             .env("OLACLICK_CACHE_TTL", "60");
         command
     }
@@ -159,15 +381,14 @@ impl Env {
     /// Starts `olaclick-cache invalidate` and waits until it listens (its
     /// first flush bumps the generation).
     async fn start_invalidator(&mut self) {
+        let command = self.command();
+        self.spawn_invalidator(command, Stdio::null()).await;
+    }
+
+    async fn spawn_invalidator(&mut self, mut command: Command, stderr: Stdio) {
         let mut con = self.redis.con().await;
         let before = generation(&mut con).await;
-        self.invalidator = Some(
-            self.command()
-                .arg("invalidate")
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap(),
-        );
+        self.invalidator = Some(command.arg("invalidate").stderr(stderr).spawn().unwrap());
         eventually("the invalidator listens", || async {
             generation(&mut self.redis.con().await).await > before
         })
@@ -382,7 +603,10 @@ async fn get_answers_from_postgres_when_redis_is_down_and_hides_passwords() {
         .command()
         .env(
             "REDIS_URL",
-            format!("redis://:s3cret-pw@127.0.0.1:{}", env.redis.port),
+            format!(
+                "rediss://{REDIS_USER}:s3cret-pw@127.0.0.1:{}",
+                env.redis.tls_port
+            ),
         )
         .args(["get", "--restaurant", "1", "--status", "initiated"])
         .output()
@@ -408,7 +632,7 @@ async fn get_answers_from_postgres_when_redis_is_down_and_hides_passwords() {
         .command()
         .env(
             "DATABASE_URL",
-            format!("postgresql://nobody:db-s3cret@127.0.0.1:1/{}", env.db),
+            pg_url(ROLE, "db-s3cret", "localhost", &env.db, &verify_full()),
         )
         .args(["get", "--restaurant", "1", "--status", "initiated"])
         .output()
@@ -416,7 +640,9 @@ async fn get_answers_from_postgres_when_redis_is_down_and_hides_passwords() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(
-        stderr.contains("PostgreSQL at") && !stderr.contains("db-s3cret"),
+        stderr.contains("PostgreSQL at")
+            && stderr.contains("password authentication failed")
+            && !stderr.contains("db-s3cret"),
         "{stderr}"
     );
 }
@@ -424,23 +650,300 @@ async fn get_answers_from_postgres_when_redis_is_down_and_hides_passwords() {
 #[tokio::test]
 async fn get_works_for_the_least_privileged_reader() {
     let env = Env::new("readonly").await;
-    env.pg
-        .batch_execute(
-            "DO $$ BEGIN
-               IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'reports_test') THEN
-                 CREATE ROLE reports_test LOGIN IN ROLE olaclick_readonly;
-               END IF;
-             END $$",
-        )
-        .await
-        .unwrap();
-    let mut config = env.config();
-    config.database_url = config.database_url.replace("postgres@", "reports_test@");
+    login_role(&env.pg, "reports_test", "olaclick_readonly", "reports-pw").await;
+    let config = env.with_database_url(pg_url(
+        "reports_test",
+        "reports-pw",
+        "localhost",
+        &env.db,
+        &verify_full(),
+    ));
     let json = query_orders(&config, 1, "initiated").await.unwrap();
     assert!(
         json.contains(r#""id":1"#) && json.contains(r#""id":2"#) && !json.contains(r#""id":3"#),
         "{json}"
     );
+}
+
+/// Whether the session `config` opens is encrypted, per the server.
+async fn ssl_in_use(config: &Config) -> Result<bool, String> {
+    let (client, connection) = olaclick_cache::postgres(config, "test")
+        .await
+        .map_err(|e| format!("{e:#}"))?;
+    tokio::spawn(connection);
+    let row = client
+        .query_one(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(row.get(0))
+}
+
+#[tokio::test]
+async fn plain_tcp_is_refused_and_tls_modes_behave_as_in_libpq() {
+    let env = Env::new("sslmodes").await;
+    let url = |host: &str, params: &str| pg_url(ROLE, ROLE_PASSWORD, host, &env.db, params);
+    let try_with = |url: String| {
+        let config = env.with_database_url(url);
+        async move { ssl_in_use(&config).await }
+    };
+
+    let refused = try_with(url("localhost", "sslmode=disable"))
+        .await
+        .unwrap_err();
+    assert!(
+        refused.contains("pg_hba.conf rejects connection") && refused.contains("no encryption"),
+        "{refused}"
+    );
+    assert!(
+        !refused.contains(ROLE_PASSWORD) && !refused.contains(&enc(ROLE_PASSWORD)),
+        "{refused}"
+    );
+
+    // Encrypted without checking the certificate: require, and the default
+    // (prefer), which the server answers with TLS.
+    assert_eq!(
+        try_with(url("localhost", "sslmode=require")).await,
+        Ok(true)
+    );
+    assert_eq!(try_with(url("localhost", "")).await, Ok(true));
+    // Checked against the cluster's CA, by name; SCRAM with channel binding
+    // (only SCRAM over TLS can do it) is accepted too.
+    assert_eq!(try_with(url("localhost", &verify_full())).await, Ok(true));
+    assert_eq!(try_with(url("127.0.0.1", &verify_full())).await, Ok(true));
+    assert_eq!(
+        try_with(url(
+            "localhost",
+            &format!("{}&channel_binding=require", verify_full())
+        ))
+        .await,
+        Ok(true)
+    );
+}
+
+#[tokio::test]
+async fn a_wrong_ca_or_host_name_is_refused_with_the_reason() {
+    let env = Env::new("verify").await;
+    let url = |host: &str, params: &str| pg_url(ROLE, ROLE_PASSWORD, host, &env.db, params);
+    let try_with = |url: String| {
+        let config = env.with_database_url(url);
+        async move { ssl_in_use(&config).await }
+    };
+    let other_ca = Pki::get().path("other-ca.crt");
+
+    let wrong_ca = try_with(url(
+        "localhost",
+        &format!("sslmode=verify-full&sslrootcert={}", other_ca.display()),
+    ))
+    .await
+    .unwrap_err();
+    assert!(
+        wrong_ca.contains("not signed by a trusted CA"),
+        "{wrong_ca}"
+    );
+    assert!(
+        !wrong_ca.contains(ROLE_PASSWORD) && !wrong_ca.contains(&enc(ROLE_PASSWORD)),
+        "{wrong_ca}"
+    );
+    // As in libpq, a root certificate makes require check the chain.
+    let wrong_ca = try_with(url(
+        "localhost",
+        &format!("sslmode=require&sslrootcert={}", other_ca.display()),
+    ))
+    .await
+    .unwrap_err();
+    assert!(
+        wrong_ca.contains("not signed by a trusted CA"),
+        "{wrong_ca}"
+    );
+
+    // The right server under a name its certificate doesn't carry
+    // (hostaddr: connect to 127.0.0.1, check the name given as host).
+    let misnamed = format!("{}&hostaddr=127.0.0.1", verify_full());
+    let wrong_name = try_with(url("db.example.invalid", &misnamed))
+        .await
+        .unwrap_err();
+    assert!(
+        wrong_name.contains("not issued for the host name"),
+        "{wrong_name}"
+    );
+    // verify-ca checks the chain only.
+    let chain_only = misnamed.replace("verify-full", "verify-ca");
+    assert_eq!(
+        try_with(url("db.example.invalid", &chain_only)).await,
+        Ok(true)
+    );
+
+    let no_ca = try_with(url("localhost", "sslmode=verify-full"))
+        .await
+        .unwrap_err();
+    assert!(no_ca.contains("needs sslrootcert"), "{no_ca}");
+}
+
+#[tokio::test]
+async fn redis_over_tls_refuses_a_wrong_ca_and_a_wrong_password() {
+    let env = Env::new("redistls").await;
+    let get = |redis_url: String, ca: PathBuf| {
+        env.command()
+            .env("REDIS_URL", redis_url)
+            .env("OLACLICK_REDIS_CACERT", ca)
+            .args(["get", "--restaurant", "1", "--status", "initiated"])
+            .output()
+            .unwrap()
+    };
+    let pki = Pki::get();
+
+    // Untrusted: treated like an unreachable Redis.
+    let out = get(env.redis.url(), pki.path("other-ca.crt"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains(r#""id":1"#));
+    assert!(
+        stderr.contains("answered from PostgreSQL without the cache")
+            && stderr.contains("not signed by a trusted CA"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(REDIS_PASSWORD), "{stderr}");
+    assert_eq!(env.cached(1, "initiated").await, None);
+
+    // A wrong ACL password: the reason, not the password.
+    let wrong = format!(
+        "rediss://{REDIS_USER}:not-the-pw@127.0.0.1:{}",
+        env.redis.tls_port
+    );
+    let out = get(wrong, pki.path("ca.crt"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("answered from PostgreSQL without the cache")
+            && stderr.contains("Password authentication failed"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("not-the-pw"), "{stderr}");
+    assert_eq!(env.cached(1, "initiated").await, None);
+
+    // The right CA and password: cached.
+    let out = get(env.redis.url(), pki.path("ca.crt"));
+    assert!(out.status.success());
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(env.cached(1, "initiated").await.is_some());
+}
+
+#[tokio::test]
+async fn redis_client_certificates_are_sent_when_required() {
+    let env = Env::with_redis(
+        "redismtls",
+        Redis::start_with(&["--tls-auth-clients", "yes"]),
+    )
+    .await;
+    let pki = Pki::get();
+    // Without a client certificate Redis refuses the handshake.
+    let (_, source) = env.get(1, "initiated").await;
+    assert!(
+        matches!(source, Source::DatabaseWithoutCache(_)),
+        "{source:?}"
+    );
+    let mut config = env.config();
+    config.redis_tls.cert = Some(pki.path("client.crt"));
+    config.redis_tls.key = Some(pki.path("client.key"));
+    let (_, source) = olaclick_cache::get(&config, 1, "initiated").await.unwrap();
+    assert_eq!(source, Source::Database { stored: true });
+    let (_, source) = olaclick_cache::get(&config, 1, "initiated").await.unwrap();
+    assert_eq!(source, Source::Cache);
+}
+
+/// The rotation drill of the README: the invalidator reads its URL from a
+/// file; the password changes, the file follows, the old connection is
+/// terminated; it reconnects with the new password, flushes, and keeps
+/// invalidating.
+#[tokio::test]
+async fn a_rotated_password_is_picked_up_on_reconnection() {
+    let mut env = Env::new("rotation").await;
+    let role = "olaclick_cache_rotation";
+    login_role(&env.pg, role, "olaclick_app", "first-Secret").await;
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("rotation");
+    std::fs::remove_dir_all(&dir).ok();
+    std::fs::create_dir_all(&dir).unwrap();
+    let secret = dir.join("database_url");
+    let db = env.db.clone();
+    let url = |password: &str| pg_url(role, password, "localhost", &db, &verify_full());
+    std::fs::write(&secret, url("first-Secret") + "\n").unwrap();
+    let log = dir.join("invalidator.log");
+    let mut command = env.command();
+    command
+        .env_remove("DATABASE_URL")
+        .env("DATABASE_URL_FILE", &secret);
+    env.spawn_invalidator(command, std::fs::File::create(&log).unwrap().into())
+        .await;
+
+    env.pg
+        .batch_execute(&format!("ALTER ROLE {role} PASSWORD 'second-Secret'"))
+        .await
+        .unwrap();
+    // Written whole, then renamed: a reader never sees half a file.
+    std::fs::write(dir.join("new"), url("second-Secret")).unwrap();
+    std::fs::rename(dir.join("new"), &secret).unwrap();
+    let before = generation(&mut env.redis.con().await).await;
+    let terminated: i64 = env
+        .pg
+        .query_one(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+             WHERE application_name = 'olaclick-cache-invalidate' AND usename = $1",
+            &[&role],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(terminated, 1);
+    eventually(
+        "the invalidator reconnects with the new password",
+        || async { generation(&mut env.redis.con().await).await > before },
+    )
+    .await;
+    let listening: i64 = env
+        .pg
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid)
+             WHERE a.application_name = 'olaclick-cache-invalidate' AND a.usename = $1 AND s.ssl",
+            &[&role],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(listening, 1);
+
+    env.get(1, "initiated").await;
+    assert!(env.cached(1, "initiated").await.is_some());
+    env.pg
+        .batch_execute("UPDATE olaclick.orders SET status = 'sent' WHERE id = 1")
+        .await
+        .unwrap();
+    env.wait_gone(1, "initiated").await;
+
+    // The old password is dead, and neither appeared in the log.
+    let old = env.with_database_url(url("first-Secret"));
+    let refused = query_orders(&old, 1, "initiated").await.unwrap_err();
+    assert!(
+        format!("{refused:#}").contains("password authentication failed"),
+        "{refused:#}"
+    );
+    if let Some(mut child) = env.invalidator.take() {
+        child.kill().ok();
+        child.wait().ok();
+    }
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert!(log.contains("listening on olaclick_cache"), "{log}");
+    assert!(
+        !log.contains("first-Secret") && !log.contains("second-Secret"),
+        "{log}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
@@ -449,9 +952,16 @@ fn help_documents_the_environment() {
     let help = String::from_utf8_lossy(&out.stdout);
     for var in [
         "DATABASE_URL",
+        "DATABASE_URL_FILE",
         "REDIS_URL",
+        "REDIS_URL_FILE",
+        "OLACLICK_REDIS_CACERT",
+        "OLACLICK_REDIS_CERT",
+        "OLACLICK_REDIS_KEY",
         "OLACLICK_CACHE_TTL",
         "OLACLICK_NOTIFY_CHANNEL",
+        "sslmode",
+        "prefer-standby",
     ] {
         assert!(help.contains(var), "--help does not mention {var}:\n{help}");
     }

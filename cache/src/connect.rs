@@ -1,0 +1,154 @@
+//! Opening connections: the secrets are read anew each time (so a rotated
+//! password or certificate is used on the next reconnection), and errors name
+//! the server and the reason, never a password.
+
+use std::time::Duration;
+
+use anyhow::{anyhow, Result};
+use redis::aio::MultiplexedConnection;
+use tokio_postgres::tls::MakeTlsConnect;
+use tokio_postgres::{Client, Socket};
+use tokio_postgres_rustls::MakeRustlsConnect;
+use tracing::debug;
+
+use crate::config::{redact, HostChoice, PgUrl};
+use crate::{tls, Config, APPLICATION_NAME};
+
+/// A PostgreSQL connection as olaclick-cache makes them (TLS or not,
+/// depending on `sslmode` and the server).
+pub type PgConnection =
+    tokio_postgres::Connection<Socket, <MakeRustlsConnect as MakeTlsConnect<Socket>>::Stream>;
+
+/// `message` with a certificate failure explained in words, if it is one.
+fn with_reason(message: String) -> String {
+    match tls::explain(&message) {
+        Some(reason) => format!("certificate verification failed: {reason} ({message})"),
+        None => message,
+    }
+}
+
+pub async fn redis(config: &Config) -> Result<MultiplexedConnection> {
+    let url = config
+        .redis
+        .read()
+        .map_err(|e| anyhow!("REDIS_URL: {e:#}"))?;
+    let shown = redact(&url);
+    let client = if url.starts_with("rediss://") {
+        let certificates = config
+            .redis_tls
+            .certificates()
+            .map_err(|e| anyhow!("Redis at {shown}: {e:#}"))?;
+        redis::Client::build_with_tls(url.as_str(), certificates)
+    } else {
+        redis::Client::open(url.as_str())
+    }
+    .map_err(|e| anyhow!("invalid REDIS_URL {shown}: {}", config.scrub_error(e)))?;
+    let connect = client.get_multiplexed_async_connection();
+    match tokio::time::timeout(Duration::from_secs(2), connect).await {
+        Ok(Ok(con)) => Ok(con),
+        Ok(Err(e)) => Err(anyhow!(
+            "Redis at {shown}: {}",
+            with_reason(config.scrub_error(e))
+        )),
+        Err(_) => Err(anyhow!("Redis at {shown}: connection timed out")),
+    }
+}
+
+async fn connect_with(
+    config: &Config,
+    url: &str,
+    tls: MakeRustlsConnect,
+    role: &str,
+) -> Result<(Client, PgConnection), String> {
+    let mut pg: tokio_postgres::Config = url.parse().map_err(|e| config.scrub_error(e))?;
+    pg.application_name(format!("{APPLICATION_NAME}-{role}"));
+    if pg.get_connect_timeout().is_none() {
+        pg.connect_timeout(Duration::from_secs(5));
+    }
+    pg.connect(tls)
+        .await
+        .map_err(|e| with_reason(config.scrub_error(e)))
+}
+
+/// Whether the server is a standby, driving the connection while asking
+/// (the caller owns it and hasn't spawned it yet).
+async fn in_recovery(client: &Client, connection: &mut PgConnection) -> Result<bool> {
+    let query = client.query_one("SELECT pg_is_in_recovery()", &[]);
+    futures_util::pin_mut!(query);
+    loop {
+        tokio::select! {
+            row = &mut query => return Ok(row?.get(0)),
+            message = futures_util::future::poll_fn(|cx| connection.poll_message(cx)) => match message {
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(e.into()),
+                None => anyhow::bail!("connection closed"),
+            },
+        }
+    }
+}
+
+/// Connects as `DATABASE_URL` (or the file it names) says, with libpq's TLS
+/// parameters and `target_session_attrs` values (`prefer-standby`,
+/// `standby`, `primary` are tried host by host here).
+pub async fn postgres(config: &Config, role: &str) -> Result<(Client, PgConnection)> {
+    let url = config
+        .database
+        .read()
+        .map_err(|e| anyhow!("DATABASE_URL: {e:#}"))?;
+    let target = PgUrl::parse(&url).map_err(|e| anyhow!("invalid DATABASE_URL: {e:#}"))?;
+    let shown = target.redacted();
+    let tls = tls::postgres(&target.tls).map_err(|e| anyhow!("PostgreSQL at {shown}: {e:#}"))?;
+    if target.choice == HostChoice::TokioPostgres {
+        return connect_with(config, &target.for_tokio_postgres(None), tls, role)
+            .await
+            .map_err(|e| anyhow!("PostgreSQL at {shown}: {e}"));
+    }
+    // libpq's order: the hosts as listed; for prefer-standby the first server
+    // that answers is kept in case no standby does.
+    let mut fallback = None;
+    let mut failures = Vec::new();
+    for host in &target.hosts {
+        let url = target.for_tokio_postgres(Some(host));
+        let (client, mut connection) = match connect_with(config, &url, tls.clone(), role).await {
+            Ok(pair) => pair,
+            Err(e) => {
+                failures.push(format!("{host}: {e}"));
+                continue;
+            }
+        };
+        let standby = match in_recovery(&client, &mut connection).await {
+            Ok(standby) => standby,
+            Err(e) => {
+                failures.push(format!("{host}: {}", config.scrub(format!("{e:#}"))));
+                continue;
+            }
+        };
+        debug!(
+            "PostgreSQL {host} is a {}",
+            if standby { "standby" } else { "primary" }
+        );
+        match (target.choice, standby) {
+            (HostChoice::PreferStandby | HostChoice::Standby, true)
+            | (HostChoice::Primary, false) => return Ok((client, connection)),
+            (HostChoice::PreferStandby, false) => {
+                if fallback.is_none() {
+                    fallback = Some((host.to_string(), client, connection));
+                }
+            }
+            _ => failures.push(format!(
+                "{host}: is a {}",
+                if standby { "standby" } else { "primary" }
+            )),
+        }
+    }
+    match fallback {
+        Some((host, client, connection)) => {
+            debug!("no standby answered; using {host}");
+            Ok((client, connection))
+        }
+        None => Err(anyhow!(
+            "PostgreSQL at {shown}: no suitable server ({})",
+            failures.join("; ")
+        )),
+    }
+}
