@@ -131,11 +131,14 @@ END;
 -- SECURITY DEFINER (the extension owner, a superuser): monitoring needs to see
 -- every backend, the archive status directory and the whole audit log, and
 -- gets only these aggregates. Granted to olaclick_auditor and pg_monitor.
+-- No JIT: the planner's estimates for the consistency subqueries cross
+-- jit_above_cost, and compiling took seconds where running takes milliseconds.
 CREATE FUNCTION olaclick.health()
     RETURNS TABLE (name text, status text, value numeric, warning numeric, critical numeric,
                    unit text, detail text)
     LANGUAGE sql SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
+    SET jit = off
 BEGIN ATOMIC
     WITH settings AS (
         SELECT coalesce(nullif(current_setting('olaclick.health_notify_queue_warning', true), ''), '0.5')::numeric
