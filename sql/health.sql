@@ -61,13 +61,15 @@ BEGIN ATOMIC
         WHERE a.datname = current_database() AND a.backend_type = 'client backend'
           AND a.application_name = 'olaclick-cache-invalidate'
     ),
-    -- The oldest row by id: one probe of the primary key, where min(at)
-    -- would read the whole log (its BRIN index can't answer min()). Rows are
-    -- numbered as they are written, and audit_purge removes the oldest.
+    -- Its row count from the statistics (kept as rows are written, unlike
+    -- reltuples, which waits for ANALYZE). The oldest row by id: one probe
+    -- of the primary key, where min(at) would read the whole log (its BRIN
+    -- index can't answer min()). Rows are numbered as they are written, and
+    -- audit_purge removes the oldest.
     audit AS (
         SELECT (SELECT l.at FROM olaclick.audit_log l ORDER BY l.id LIMIT 1) AS oldest,
                pg_total_relation_size('olaclick.audit_log'::regclass) AS bytes,
-               (SELECT c.reltuples FROM pg_class c WHERE c.oid = 'olaclick.audit_log'::regclass) AS rows
+               pg_stat_get_live_tuples('olaclick.audit_log'::regclass) AS rows
     ),
     -- Archiving lag is how long the oldest completed WAL segment has waited
     -- (its .ready file's age), not the time since the last archived one: an
@@ -132,7 +134,7 @@ BEGIN ATOMIC
         WHERE NOT s.in_recovery
         UNION ALL
         SELECT 3, 'audit_log_size', a.bytes, NULL, NULL, 'bytes', 'ok',
-               format('%s, about %s rows', pg_size_pretty(a.bytes), greatest(a.rows, 0)::bigint)
+               format('%s, about %s rows', pg_size_pretty(a.bytes), a.rows)
         FROM audit a
         UNION ALL
         SELECT 4, 'audit_log_age', trim_scale(round(coalesce(extract(epoch FROM now() - a.oldest), 0), 1)), s.retention, NULL,
