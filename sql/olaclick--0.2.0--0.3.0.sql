@@ -199,9 +199,9 @@ BEGIN ATOMIC
                string_agg(format('%s (%s): %s, replay lag %s, %s behind', r.application_name,
                                  coalesce(host(r.client_addr), 'local socket'), r.state,
                                  coalesce(date_trunc('second', r.replay_lag)::text, '0'),
-                                 pg_size_pretty(pg_wal_lsn_diff(
+                                 coalesce(pg_size_pretty(pg_wal_lsn_diff(
                                      CASE WHEN pg_is_in_recovery() THEN pg_last_wal_receive_lsn()
-                                          ELSE pg_current_wal_lsn() END, r.replay_lsn))),
+                                          ELSE pg_current_wal_lsn() END, r.replay_lsn)), 'unknown')),
                           '; ' ORDER BY r.application_name, r.pid) AS who
         FROM pg_stat_replication r
     ),
