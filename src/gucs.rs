@@ -78,6 +78,122 @@ pub fn init() {
         GucContext::Userset,
         GucFlags::default(),
     );
+    define_health();
+}
+
+// The thresholds of olaclick.health() (sql/health.sql). Superuser-only
+// (PGC_SUSET), so an application session can't silence an alert; a DBA sets
+// them in postgresql.conf, or per database or role. health() reads them with
+// current_setting(.., true) and falls back to these same defaults in a backend
+// that has not loaded the library: keep both in step (tests/health/run checks).
+
+/// `pg_notification_queue_usage()` at which health() warns.
+pub static HEALTH_NOTIFY_QUEUE_WARNING: GucSetting<f64> = GucSetting::<f64>::new(0.5);
+
+/// `pg_notification_queue_usage()` at which health() is critical.
+pub static HEALTH_NOTIFY_QUEUE_CRITICAL: GucSetting<f64> = GucSetting::<f64>::new(0.9);
+
+/// Age of the oldest `audit_log` row, in seconds, at which health() warns that
+/// retention (`audit_purge`) is not running. 395 days: 13 months.
+pub static HEALTH_AUDIT_RETENTION: GucSetting<i32> = GucSetting::<i32>::new(395 * 86400);
+
+/// Seconds the oldest WAL segment may wait for archiving before a warning.
+pub static HEALTH_ARCHIVE_LAG_WARNING: GucSetting<i32> = GucSetting::<i32>::new(300);
+
+/// Seconds the oldest WAL segment may wait for archiving before critical.
+pub static HEALTH_ARCHIVE_LAG_CRITICAL: GucSetting<i32> = GucSetting::<i32>::new(900);
+
+/// Standby replay lag, in seconds, at which health() warns.
+pub static HEALTH_REPLAY_LAG_WARNING: GucSetting<i32> = GucSetting::<i32>::new(60);
+
+/// Standby replay lag, in seconds, at which health() is critical.
+pub static HEALTH_REPLAY_LAG_CRITICAL: GucSetting<i32> = GucSetting::<i32>::new(300);
+
+/// How many of the newest orders (and of the newest status changes) health()
+/// checks for broken invariants; bounds its cost on a large database.
+pub static HEALTH_CONSISTENCY_ORDERS: GucSetting<i32> = GucSetting::<i32>::new(1000);
+
+fn define_health() {
+    GucRegistry::define_float_guc(
+        c"olaclick.health_notify_queue_warning",
+        c"NOTIFY queue usage (0 to 1) at which olaclick.health() warns.",
+        c"Measured with pg_notification_queue_usage(). A full queue makes every transaction that notifies fail at commit.",
+        &HEALTH_NOTIFY_QUEUE_WARNING,
+        0.0,
+        1.0,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_float_guc(
+        c"olaclick.health_notify_queue_critical",
+        c"NOTIFY queue usage (0 to 1) at which olaclick.health() is critical.",
+        c"Measured with pg_notification_queue_usage(). A full queue makes every transaction that notifies fail at commit.",
+        &HEALTH_NOTIFY_QUEUE_CRITICAL,
+        0.0,
+        1.0,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"olaclick.health_audit_retention",
+        c"Age of the oldest audit_log row at which olaclick.health() warns.",
+        c"Set it to the retention your audit_purge job enforces: older rows mean the job is not running.",
+        &HEALTH_AUDIT_RETENTION,
+        1,
+        i32::MAX,
+        GucContext::Suset,
+        GucFlags::UNIT_S,
+    );
+    GucRegistry::define_int_guc(
+        c"olaclick.health_archive_lag_warning",
+        c"How long the oldest WAL segment may wait for archiving before olaclick.health() warns.",
+        c"Checked while archive_mode is on; bounds the recovery point objective.",
+        &HEALTH_ARCHIVE_LAG_WARNING,
+        0,
+        i32::MAX,
+        GucContext::Suset,
+        GucFlags::UNIT_S,
+    );
+    GucRegistry::define_int_guc(
+        c"olaclick.health_archive_lag_critical",
+        c"How long the oldest WAL segment may wait for archiving before olaclick.health() is critical.",
+        c"Checked while archive_mode is on; bounds the recovery point objective.",
+        &HEALTH_ARCHIVE_LAG_CRITICAL,
+        0,
+        i32::MAX,
+        GucContext::Suset,
+        GucFlags::UNIT_S,
+    );
+    GucRegistry::define_int_guc(
+        c"olaclick.health_replay_lag_warning",
+        c"Standby replay lag at which olaclick.health() warns.",
+        c"The largest replay_lag in pg_stat_replication, checked when standbys are connected.",
+        &HEALTH_REPLAY_LAG_WARNING,
+        0,
+        i32::MAX,
+        GucContext::Suset,
+        GucFlags::UNIT_S,
+    );
+    GucRegistry::define_int_guc(
+        c"olaclick.health_replay_lag_critical",
+        c"Standby replay lag at which olaclick.health() is critical.",
+        c"The largest replay_lag in pg_stat_replication, checked when standbys are connected.",
+        &HEALTH_REPLAY_LAG_CRITICAL,
+        0,
+        i32::MAX,
+        GucContext::Suset,
+        GucFlags::UNIT_S,
+    );
+    GucRegistry::define_int_guc(
+        c"olaclick.health_consistency_orders",
+        c"How many of the newest orders olaclick.health() checks for broken invariants.",
+        c"The newest orders and the orders of the newest status changes; 0 skips the check. olaclick.check_consistency() checks every order.",
+        &HEALTH_CONSISTENCY_ORDERS,
+        0,
+        1_000_000,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
 }
 
 /// `olaclick.user_id` as a user id; `None` when unset or empty.

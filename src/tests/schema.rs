@@ -205,8 +205,10 @@ mod tests {
 
     #[pg_test]
     fn the_settings_exist_with_contract_defaults() {
+        // The health thresholds are checked in their own test.
         let names: String = one(
-            "SELECT string_agg(name, ',' ORDER BY name) FROM pg_settings WHERE name LIKE 'olaclick.%'",
+            "SELECT string_agg(name, ',' ORDER BY name) FROM pg_settings
+             WHERE name LIKE 'olaclick.%' AND name NOT LIKE 'olaclick.health%'",
         );
         assert_eq!(
             names,
@@ -232,6 +234,17 @@ mod tests {
             one::<String>("SELECT current_setting('olaclick.restaurant_id')"),
             ""
         );
+    }
+
+    /// No application session can silence a health() alert: every threshold
+    /// is superuser-only. (tests/health/run checks their defaults against
+    /// health()'s fallbacks.)
+    #[pg_test]
+    fn the_health_thresholds_are_superuser_only() {
+        let n: i64 = one(
+            "SELECT count(*) FROM pg_settings WHERE name LIKE 'olaclick.health%' AND context = 'superuser'",
+        );
+        assert_eq!(n, 8);
     }
 
     /// A channel NOTIFY would refuse at commit is refused when it is set.
