@@ -116,6 +116,11 @@ fn audit<'a>(
     };
     let op = trigger.op()?;
     let data = trigger.trigger_data();
+    // SAFETY: the trigger's own transition tables.
+    let changed = unsafe { native::rows(data.tg_oldtable) + native::rows(data.tg_newtable) };
+    if changed == 0 && !matches!(op, PgTriggerOperation::Truncate) {
+        return Ok(None);
+    }
     sandbox::as_owner(relation, || {
         let settings = audit_settings::of(&table);
         if !settings.enabled {

@@ -3,7 +3,7 @@
 //! security policies can read them with `current_setting(.., true)` even in a
 //! backend that has not loaded the library yet.
 
-use std::ffi::{CStr, CString};
+use std::ffi::{c_char, c_void, CStr, CString};
 
 use pgrx::prelude::*;
 use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
@@ -18,7 +18,10 @@ pub static RESTAURANT_ID: GucSetting<Option<CString>> = GucSetting::<Option<CStr
 /// (PGC_SUSET): an application session must not be able to send its
 /// invalidations where no cache listens; a DBA sets it per database or role.
 pub static NOTIFY_CHANNEL: GucSetting<Option<CString>> =
-    GucSetting::<Option<CString>>::new(Some(c"olaclick_cache"));
+    GucSetting::<Option<CString>>::new(Some(DEFAULT_CHANNEL));
+
+/// The contract's default channel, which olaclick-cache listens on unless told.
+pub const DEFAULT_CHANNEL: &CStr = c"olaclick_cache";
 
 /// Also audit the rows olaclick derives from the application's changes
 /// (history rows, total updates). Superuser-only: it makes the log larger,
@@ -54,10 +57,10 @@ pub fn init() {
             c"One notification per restaurant touched is sent on it when a transaction that changed orders commits."
                 .as_ptr(),
             NOTIFY_CHANNEL.as_ptr(),
-            c"olaclick_cache".as_ptr(),
+            DEFAULT_CHANNEL.as_ptr(),
             GucContext::Suset as isize as _,
             GucFlags::default().bits(),
-            Some(crate::notify::check_channel),
+            Some(check_channel),
             None,
             None,
         );
@@ -194,6 +197,36 @@ fn define_health() {
         GucContext::Suset,
         GucFlags::default(),
     );
+}
+
+/// Check hook of `olaclick.notify_channel`: refuse at SET time a channel that
+/// NOTIFY would refuse at commit, when it would abort every writing
+/// transaction.
+///
+/// # Safety
+/// Called by PostgreSQL's GUC machinery with `newval` pointing at the
+/// proposed value (a C string or NULL).
+unsafe extern "C-unwind" fn check_channel(
+    newval: *mut *mut c_char,
+    _extra: *mut *mut c_void,
+    _source: pgrx::pg_sys::GucSource::Type,
+) -> bool {
+    let value = if newval.is_null() || (*newval).is_null() {
+        c""
+    } else {
+        CStr::from_ptr(*newval)
+    };
+    let len = value.to_bytes().len();
+    if len == 0 || len >= pgrx::pg_sys::NAMEDATALEN as usize {
+        let detail = format!(
+            "A notification channel is a name of 1 to {} bytes.",
+            pgrx::pg_sys::NAMEDATALEN - 1
+        );
+        let detail = CString::new(detail).unwrap_or_default();
+        pgrx::pg_sys::GUC_check_errdetail_string = pgrx::pg_sys::pstrdup(detail.as_ptr());
+        return false;
+    }
+    true
 }
 
 /// `olaclick.user_id` as a user id; `None` when unset or empty.

@@ -14,6 +14,7 @@ mod immutable;
 mod lines;
 mod native;
 mod notify;
+mod order_status;
 mod plans;
 mod restore;
 mod sandbox;

@@ -192,6 +192,18 @@ pub struct TransitionRow {
     desc: pg_sys::TupleDesc,
 }
 
+/// How many rows a trigger's transition table holds (0 when it has none).
+///
+/// # Safety
+/// `table` is null or a transition table valid for this trigger call.
+pub unsafe fn rows(table: *mut pg_sys::Tuplestorestate) -> i64 {
+    if table.is_null() {
+        0
+    } else {
+        pg_sys::tuplestore_tuple_count(table)
+    }
+}
+
 impl TransitionRow {
     /// Reads the only row of `table` (a trigger's tg_newtable or
     /// tg_oldtable), shaped like `relation`; `None` unless it has exactly one.
@@ -203,7 +215,7 @@ impl TransitionRow {
         table: *mut pg_sys::Tuplestorestate,
         relation: pg_sys::Relation,
     ) -> Option<TransitionRow> {
-        if table.is_null() || pg_sys::tuplestore_tuple_count(table) != 1 {
+        if rows(table) != 1 {
             return None;
         }
         let desc = (*relation).rd_att;

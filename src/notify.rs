@@ -15,13 +15,13 @@
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
-use std::ffi::{c_char, c_void, CStr, CString};
+use std::ffi::{c_char, c_void, CString};
 
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
 use crate::gucs;
-use crate::status::STATUSES;
+use crate::order_status::OrderStatus;
 
 /// The contract's payload limit (PostgreSQL's own is 8000 bytes).
 const MAX_PAYLOAD: usize = 7900;
@@ -31,8 +31,8 @@ const MAX_ORDER_IDS: usize = MAX_PAYLOAD / 2;
 
 #[derive(Default)]
 struct Touched {
-    /// Indexes into `STATUSES`: the enum's order, which is also sort order.
-    statuses: BTreeSet<usize>,
+    /// In the enum's order, which is also the payload's.
+    statuses: BTreeSet<OrderStatus>,
     orders: BTreeSet<i64>,
     all: bool,
 }
@@ -48,15 +48,11 @@ extern "C-unwind" {
 
 /// Notes that `order` of `restaurant` was written, with the statuses whose
 /// order lists it leaves or joins.
-pub fn touch(restaurant: i32, order: i64, statuses: &[&str]) {
+pub fn touch(restaurant: i32, order: i64, statuses: &[OrderStatus]) {
     PENDING.with(|pending| {
         let mut pending = pending.borrow_mut();
         let touched = pending.entry(restaurant).or_default();
-        for status in statuses {
-            if let Some(i) = STATUSES.iter().position(|s| s == status) {
-                touched.statuses.insert(i);
-            }
-        }
+        touched.statuses.extend(statuses);
         if !touched.all {
             touched.orders.insert(order);
             if touched.orders.len() > MAX_ORDER_IDS {
@@ -123,7 +119,7 @@ fn to_json(payload: &Payload) -> String {
 fn payload(restaurant: i32, touched: &Touched) -> String {
     let mut payload = Payload {
         restaurant_id: restaurant,
-        statuses: touched.statuses.iter().map(|&i| STATUSES[i]).collect(),
+        statuses: touched.statuses.iter().map(|s| s.label()).collect(),
         orders: (!touched.all).then_some(&touched.orders),
         all: touched.all,
     };
@@ -172,7 +168,7 @@ fn send() {
     }
     let channel = gucs::NOTIFY_CHANNEL
         .get()
-        .unwrap_or_else(|| c"olaclick_cache".to_owned());
+        .unwrap_or_else(|| gucs::DEFAULT_CHANNEL.to_owned());
     for (restaurant, touched) in &pending {
         let payload = CString::new(payload(*restaurant, touched)).expect("JSON has no NUL");
         // SAFETY: valid C strings; an ERROR inside is turned into a Rust panic
@@ -183,32 +179,6 @@ fn send() {
     }
 }
 
-/// Check hook of `olaclick.notify_channel`: refuse at SET time a channel that
-/// NOTIFY would refuse at commit, when it would abort every writing
-/// transaction.
-pub unsafe extern "C-unwind" fn check_channel(
-    newval: *mut *mut c_char,
-    _extra: *mut *mut c_void,
-    _source: pg_sys::GucSource::Type,
-) -> bool {
-    let value = if newval.is_null() || (*newval).is_null() {
-        c""
-    } else {
-        CStr::from_ptr(*newval)
-    };
-    let len = value.to_bytes().len();
-    if len == 0 || len >= pg_sys::NAMEDATALEN as usize {
-        let detail = CString::new(format!(
-            "A notification channel is a name of 1 to {} bytes.",
-            pg_sys::NAMEDATALEN - 1
-        ))
-        .unwrap();
-        pg_sys::GUC_check_errdetail_string = pg_sys::pstrdup(detail.as_ptr());
-        return false;
-    }
-    true
-}
-
 #[cfg(any(test, feature = "pg_test"))]
 #[pg_schema]
 mod tests {
@@ -217,10 +187,13 @@ mod tests {
     #[pg_test]
     fn payload_is_sorted_and_falls_back_to_all() {
         let mut t = Touched::default();
-        for (order, status) in [(30, "sent"), (4, "initiated"), (12, "sent")] {
+        for (order, status) in [
+            (30, OrderStatus::Sent),
+            (4, OrderStatus::Initiated),
+            (12, OrderStatus::Sent),
+        ] {
             t.orders.insert(order);
-            t.statuses
-                .insert(STATUSES.iter().position(|s| *s == status).unwrap());
+            t.statuses.insert(status);
         }
         assert_eq!(
             payload(7, &t),

@@ -1,5 +1,6 @@
-//! Order status: the state machine (contract rules 1, 2, 4) and its history
-//! (rule 3).
+//! Order status: the state machine (contract rules 1 and 2) and its history
+//! (rule 3). The same row trigger hands direct writes of the total to
+//! src/totals.rs (rule 4) and notes the change for src/notify.rs.
 //!
 //! The machine is a BEFORE ROW trigger in pure Rust: no SPI per row. When two
 //! sessions move the same order, the second waits for the first's row lock and
@@ -21,13 +22,12 @@ use crate::error::{refuse, Error};
 use crate::gucs;
 use crate::native::{self, TransitionRow};
 use crate::notify;
+use crate::order_status::OrderStatus;
 use crate::plans::{register_transition_tables, Stmt};
 use crate::restore::restoring;
 use crate::sandbox;
 use crate::scope::{self, Writer};
-
-/// The labels of `olaclick.order_status`, in the enum's (and the machine's) order.
-pub const STATUSES: [&str; 3] = ["initiated", "sent", "delivered"];
+use crate::totals;
 
 /// BEFORE INSERT OR UPDATE OR DELETE ON orders FOR EACH ROW. Also notes the
 /// change for the cache invalidation sent at commit (src/notify.rs).
@@ -47,7 +47,7 @@ fn orders_guard<'a>(
         ) {
             // SAFETY: the trigger's own relation and tuple, valid for this call.
             let status = unsafe { status_of(data.tg_relation, data.tg_trigtuple, id, restaurant) };
-            notify::touch(restaurant, id, &[&status]);
+            notify::touch(restaurant, id, &[status]);
         }
         return Ok(Some(old));
     };
@@ -67,7 +67,7 @@ fn orders_guard<'a>(
 
     match trigger.old() {
         None => {
-            if new_status != "initiated" {
+            if new_status != OrderStatus::Initiated {
                 refuse(
                     PgSqlErrorCode::ERRCODE_CHECK_VIOLATION,
                     format!("a new order must start as initiated, not {new_status}"),
@@ -75,61 +75,35 @@ fn orders_guard<'a>(
                     "Insert the order without a status, then move it forward with UPDATE.".into(),
                 );
             }
-            if new_total
-                .as_ref()
-                .is_some_and(|total| *total != AnyNumeric::from(0))
-            {
-                refuse_total(id, restaurant, "0", new_total);
-            }
-            notify::touch(restaurant, id, &[&new_status]);
+            totals::check_written(id, restaurant, None, new_total);
+            notify::touch(restaurant, id, &[new_status]);
         }
         Some(old) => {
             // SAFETY: as above.
             let old_status =
                 unsafe { status_of(data.tg_relation, data.tg_trigtuple, id, restaurant) };
-            if old_status != new_status {
-                let from = STATUSES.iter().position(|s| *s == old_status);
-                let to = STATUSES.iter().position(|s| *s == new_status);
-                if from.map(|f| f + 1) != to {
-                    refuse(
-                        PgSqlErrorCode::ERRCODE_CHECK_VIOLATION,
-                        format!("order status cannot move from {old_status} to {new_status}"),
-                        format!("Order {id} of restaurant {restaurant} is {old_status}."),
-                        match from.and_then(|f| STATUSES.get(f + 1)) {
-                            Some(next) => {
-                                format!("From {old_status} the only next status is {next}.")
-                            }
-                            None => format!(
-                                "{old_status} is final: the order's status can't change any more."
-                            ),
-                        },
-                    );
-                }
+            if old_status != new_status && old_status.next() != Some(new_status) {
+                refuse(
+                    PgSqlErrorCode::ERRCODE_CHECK_VIOLATION,
+                    format!("order status cannot move from {old_status} to {new_status}"),
+                    format!("Order {id} of restaurant {restaurant} is {old_status}."),
+                    match old_status.next() {
+                        Some(next) => format!("From {old_status} the only next status is {next}."),
+                        None => format!(
+                            "{old_status} is final: the order's status can't change any more."
+                        ),
+                    },
+                );
             }
             let old_total = old.get_by_name::<AnyNumeric>("total")?;
-            if old_total != new_total && !scope::is_open(Writer::Totals) {
-                let was = old_total.map(|t| t.to_string()).unwrap_or_default();
-                refuse_total(id, restaurant, &was, new_total);
-            }
-            notify::touch(restaurant, id, &[&old_status, &new_status]);
+            totals::check_written(id, restaurant, Some(old_total), new_total);
+            notify::touch(restaurant, id, &[old_status, new_status]);
         }
     }
     Ok(Some(new))
 }
 
-fn refuse_total(id: i64, restaurant: i32, was: &str, new_total: Option<AnyNumeric>) -> ! {
-    let new_total = new_total
-        .map(|t| t.to_string())
-        .unwrap_or_else(|| "NULL".into());
-    refuse(
-        PgSqlErrorCode::ERRCODE_CHECK_VIOLATION,
-        "orders.total is the sum of the order's lines and can't be written directly".into(),
-        format!("Order {id} of restaurant {restaurant}: total {was} can't be set to {new_total}."),
-        "Insert, update or delete rows of olaclick.order_details; the total follows them.".into(),
-    )
-}
-
-/// The label of the `status` column of `tuple`.
+/// The `status` column of `tuple`.
 ///
 /// # Safety
 /// `relation` and `tuple` must be a valid relation of olaclick.orders and one
@@ -139,14 +113,24 @@ unsafe fn status_of(
     tuple: pg_sys::HeapTuple,
     id: i64,
     restaurant: i32,
-) -> String {
+) -> OrderStatus {
     let tupdesc = (*relation).rd_att;
     let attno = pg_sys::SPI_fnumber(tupdesc, c"status".as_ptr());
     let datum = std::num::NonZeroUsize::new(attno.max(0) as usize)
         .and_then(|attno| pgrx::heap_getattr_raw(tuple, attno, tupdesc));
     match datum {
         Some(datum) => {
-            pgrx::enum_helper::lookup_enum_by_oid(pg_sys::Oid::from(datum.value() as u32)).0
+            let label =
+                pgrx::enum_helper::lookup_enum_by_oid(pg_sys::Oid::from(datum.value() as u32)).0;
+            // The enum and OrderStatus are checked to agree (src/order_status.rs).
+            OrderStatus::from_label(&label).unwrap_or_else(|| {
+                refuse(
+                    PgSqlErrorCode::ERRCODE_INVALID_TEXT_REPRESENTATION,
+                    format!("olaclick does not know the order status \"{label}\""),
+                    format!("Order {id} of restaurant {restaurant}."),
+                    "olaclick.order_status was changed by hand; restore its labels.".into(),
+                )
+            })
         }
         // The NOT NULL constraint is checked after BEFORE triggers; this one
         // needs a status to judge, so it reports the NULL itself.
@@ -196,6 +180,10 @@ fn orders_history<'a>(
     // SAFETY: reads the clock; no arguments.
     let now = TimestampWithTimeZone::try_from(unsafe { pg_sys::GetCurrentTimestamp() })?;
     let data = trigger.trigger_data();
+    // SAFETY: the trigger's own transition table.
+    if unsafe { native::rows(data.tg_newtable) } == 0 {
+        return Ok(None);
+    }
     let _history = scope::enter(Writer::History);
     sandbox::as_owner(data.tg_relation, || {
         // SAFETY: the trigger's own transition tables and relation.

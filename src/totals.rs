@@ -34,7 +34,7 @@ use pgrx::prelude::*;
 use pgrx::{pg_sys, AnyNumeric};
 
 use crate::error::{refuse, Error};
-use crate::native::TransitionRow;
+use crate::native::{self, TransitionRow};
 use crate::plans::{register_transition_tables, Stmt};
 use crate::restore::restoring;
 use crate::sandbox;
@@ -126,6 +126,10 @@ fn order_details_totals<'a>(
         _ => return Err(Error::WrongEvent("order_details_totals")),
     };
     let data = trigger.trigger_data();
+    // SAFETY: the trigger's own transition tables.
+    if unsafe { native::rows(data.tg_oldtable) + native::rows(data.tg_newtable) } == 0 {
+        return Ok(None::<PgHeapTuple<'a, AllocatedByRust>>);
+    }
     let offender = sandbox::as_owner(data.tg_relation, || {
         // SAFETY: the trigger's own transition tables and relation.
         let one = unsafe { one_order_delta(data) };
@@ -189,6 +193,38 @@ unsafe fn one_order_delta(data: &pg_sys::TriggerData) -> Option<(i64, AnyNumeric
         (Some(Some((from, old))), Some(Some((to, new)))) if from == to => Some((to, new - old)),
         _ => None,
     }
+}
+
+/// A total written to an order row (by orders_guard, src/status.rs): only
+/// olaclick's own total updates may change it, and a new order starts at 0.
+/// `old_total` is `None` for an INSERT.
+pub fn check_written(
+    id: i64,
+    restaurant: i32,
+    old_total: Option<Option<AnyNumeric>>,
+    new_total: Option<AnyNumeric>,
+) {
+    let was = match old_total {
+        None if new_total
+            .as_ref()
+            .is_some_and(|t| *t != AnyNumeric::from(0)) =>
+        {
+            "0".to_string()
+        }
+        Some(old) if old != new_total && !scope::is_open(Writer::Totals) => {
+            old.map(|t| t.to_string()).unwrap_or_default()
+        }
+        _ => return,
+    };
+    let new_total = new_total
+        .map(|t| t.to_string())
+        .unwrap_or_else(|| "NULL".into());
+    refuse(
+        PgSqlErrorCode::ERRCODE_CHECK_VIOLATION,
+        "orders.total is the sum of the order's lines and can't be written directly".into(),
+        format!("Order {id} of restaurant {restaurant}: total {was} can't be set to {new_total}."),
+        "Insert, update or delete rows of olaclick.order_details; the total follows them.".into(),
+    )
 }
 
 /// BEFORE TRUNCATE ON order_details: TRUNCATE skips row and statement

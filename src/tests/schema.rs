@@ -206,10 +206,8 @@ mod tests {
     #[pg_test]
     fn the_settings_exist_with_contract_defaults() {
         // The health thresholds are checked in their own test.
-        let names: String = one(
-            "SELECT string_agg(name, ',' ORDER BY name) FROM pg_settings
-             WHERE name LIKE 'olaclick.%' AND name NOT LIKE 'olaclick.health%'",
-        );
+        let names: String = one("SELECT string_agg(name, ',' ORDER BY name) FROM pg_settings
+             WHERE name LIKE 'olaclick.%' AND name NOT LIKE 'olaclick.health%'");
         assert_eq!(
             names,
             "olaclick.allow_drop,olaclick.audit_derived,olaclick.notify_channel,olaclick.restaurant_id,olaclick.user_id"
