@@ -6,7 +6,6 @@ use pgrx::prelude::*;
 mod audit;
 mod demo;
 mod drop_guard;
-mod dump_restore;
 mod hostile;
 mod orders;
 mod schema;
