@@ -110,8 +110,7 @@ END $$;
 DO $$
 DECLARE t text;
 BEGIN
-    FOREACH t IN ARRAY ARRAY['restaurants', 'users', 'branches', 'clients', 'products', 'orders',
-                             'order_details', 'order_status_history'] LOOP
+    FOREACH t IN ARRAY olaclick.business_tables() LOOP
         EXECUTE format('CREATE TRIGGER peer_audit AFTER INSERT OR UPDATE OR DELETE ON olaclick.%I
                         FOR EACH ROW EXECUTE FUNCTION olaclick.peer_audit()', t);
     END LOOP;

@@ -28,17 +28,18 @@ BEGIN ATOMIC
     DELETE FROM olaclick.audit_log WHERE at < audit_purge_rows.older_than RETURNING *;
 END;
 
--- The business tables the audit triggers are on (sql/finalize.sql).
+-- A business table's name, or 22023 (the audit triggers are on these,
+-- sql/finalize.sql).
 CREATE FUNCTION audited_table(table_name text) RETURNS text
     LANGUAGE plpgsql STABLE
     SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    IF table_name NOT IN ('restaurants', 'users', 'branches', 'clients', 'products', 'orders',
-                          'order_details', 'order_status_history') THEN
+    IF table_name IS NULL OR table_name <> ALL (olaclick.business_tables()) THEN
         RAISE EXCEPTION 'olaclick does not audit a table named "%"', table_name
             USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'Name one of olaclick''s business tables, without schema: restaurants, users, branches, clients, products, orders, order_details, order_status_history.';
+                  HINT = 'Name one of olaclick''s business tables, without schema: '
+                         || array_to_string(olaclick.business_tables(), ', ') || '.';
     END IF;
     RETURN table_name;
 END

@@ -56,8 +56,7 @@ CREATE TRIGGER audit_log_append_only
 DO $$
 DECLARE t text;
 BEGIN
-    FOREACH t IN ARRAY ARRAY['restaurants', 'users', 'branches', 'clients', 'products', 'orders',
-                             'order_details', 'order_status_history', 'audit_settings'] LOOP
+    FOREACH t IN ARRAY olaclick.business_tables() || 'audit_settings'::text LOOP
         EXECUTE format('CREATE TRIGGER %1$s_audit_insert AFTER INSERT ON olaclick.%1$I
                           REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION olaclick.audit()', t);
         EXECUTE format('CREATE TRIGGER %1$s_audit_update AFTER UPDATE ON olaclick.%1$I

@@ -2,6 +2,27 @@
 
 \echo Use "ALTER EXTENSION olaclick UPDATE" to load this file. \quit
 
+-- The business tables, in one place (sql/schema.sql).
+CREATE FUNCTION olaclick.business_tables() RETURNS text[]
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN ARRAY['restaurants', 'users', 'branches', 'clients', 'products', 'orders',
+                 'order_details', 'order_status_history'];
+
+CREATE OR REPLACE FUNCTION olaclick.audited_table(table_name text) RETURNS text
+    LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF table_name IS NULL OR table_name <> ALL (olaclick.business_tables()) THEN
+        RAISE EXCEPTION 'olaclick does not audit a table named "%"', table_name
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Name one of olaclick''s business tables, without schema: '
+                         || array_to_string(olaclick.business_tables(), ', ') || '.';
+    END IF;
+    RETURN table_name;
+END
+$$;
+
 -- Money is a number. 0.2.0 let 'NaN' into prices (and so totals); such rows
 -- can't be judged by any rule, so the upgrade stops and says where they are.
 DO $nan$
@@ -37,7 +58,8 @@ REVOKE ALL ON ALL SEQUENCES IN SCHEMA olaclick FROM olaclick_app;
 DO $app$
 DECLARE t text; cols text;
 BEGIN
-    FOREACH t IN ARRAY ARRAY['restaurants', 'users', 'branches', 'clients', 'products', 'orders'] LOOP
+    FOREACH t IN ARRAY olaclick.business_tables() LOOP
+        CONTINUE WHEN t IN ('order_details', 'order_status_history');
         SELECT pg_catalog.string_agg(pg_catalog.quote_ident(attname), ', ' ORDER BY attnum) INTO cols
         FROM pg_catalog.pg_attribute
         WHERE attrelid = pg_catalog.format('olaclick.%I', t)::regclass AND attnum > 0 AND NOT attisdropped

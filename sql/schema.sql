@@ -142,6 +142,14 @@ CREATE TABLE audit_log (
     at            timestamptz NOT NULL DEFAULT now()
 );
 
+-- The business tables, in one place: the audit triggers (sql/finalize.sql),
+-- row-level security and grants (sql/security.sql), the audit settings
+-- (sql/audit.sql) and the tests take the list from here.
+CREATE FUNCTION business_tables() RETURNS text[]
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN ARRAY['restaurants', 'users', 'branches', 'clients', 'products', 'orders',
+                 'order_details', 'order_status_history'];
+
 -- Indexes. The seed's, minus the ones that duplicate a constraint's index
 -- (users.username, users.email, clients(restaurant_id, email)) or that a wider
 -- index already serves (orders(branch_id) by orders(restaurant_id, branch_id);

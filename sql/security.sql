@@ -44,12 +44,17 @@ REVOKE ALL ON ALL SEQUENCES IN SCHEMA olaclick FROM PUBLIC;
 -- privileges on them, so the application holds none (nextval() by hand would
 -- burn ids too). Column privileges follow the catalog: a column added later is
 -- granted by running this block's statements for it in the upgrade script.
-GRANT SELECT ON restaurants, users, branches, clients, products, orders, order_details TO olaclick_app;
-GRANT INSERT, UPDATE, DELETE ON order_details TO olaclick_app;
+-- The application reads every business table and writes all but history;
+-- order lines have no id.
 DO $app$
 DECLARE t text; cols text;
 BEGIN
-    FOREACH t IN ARRAY ARRAY['restaurants', 'users', 'branches', 'clients', 'products', 'orders'] LOOP
+    FOREACH t IN ARRAY olaclick.business_tables() LOOP
+        EXECUTE pg_catalog.format('GRANT SELECT ON olaclick.%I TO olaclick_app', t);
+    END LOOP;
+    GRANT INSERT, UPDATE, DELETE ON olaclick.order_details TO olaclick_app;
+    FOREACH t IN ARRAY olaclick.business_tables() LOOP
+        CONTINUE WHEN t IN ('order_details', 'order_status_history');
         SELECT pg_catalog.string_agg(pg_catalog.quote_ident(attname), ', ' ORDER BY attnum) INTO cols
         FROM pg_catalog.pg_attribute
         WHERE attrelid = pg_catalog.format('olaclick.%I', t)::regclass AND attnum > 0 AND NOT attisdropped
@@ -59,12 +64,11 @@ BEGIN
             EXECUTE pg_catalog.format('GRANT INSERT (%s), DELETE ON olaclick.%I TO olaclick_app', cols, t);
         END IF;
     END LOOP;
+    FOREACH t IN ARRAY olaclick.business_tables() LOOP
+        EXECUTE pg_catalog.format('GRANT SELECT ON olaclick.%I TO olaclick_readonly', t);
+    END LOOP;
 END
 $app$;
-GRANT SELECT ON order_status_history TO olaclick_app;
-
-GRANT SELECT ON restaurants, users, branches, clients, products, orders, order_details,
-                order_status_history TO olaclick_readonly;
 
 GRANT SELECT ON audit_log, order_status_history TO olaclick_auditor;
 
@@ -75,8 +79,7 @@ GRANT EXECUTE ON FUNCTION current_restaurant(), current_actor() TO olaclick_app,
 DO $rls$
 DECLARE t text;
 BEGIN
-    FOREACH t IN ARRAY ARRAY['restaurants', 'users', 'branches', 'clients', 'products', 'orders',
-                             'order_details', 'order_status_history', 'audit_log'] LOOP
+    FOREACH t IN ARRAY olaclick.business_tables() || 'audit_log'::text LOOP
         EXECUTE pg_catalog.format('ALTER TABLE olaclick.%I ENABLE ROW LEVEL SECURITY', t);
         EXECUTE pg_catalog.format('ALTER TABLE olaclick.%I FORCE ROW LEVEL SECURITY', t);
         EXECUTE pg_catalog.format(

@@ -64,6 +64,11 @@ pub fn one<T: pgrx::IntoDatum + pgrx::FromDatum>(sql: &str) -> T {
         .unwrap_or_else(|| panic!("NULL from {sql}"))
 }
 
+/// olaclick's business tables, from their one home (olaclick.business_tables()).
+pub fn business_tables() -> Vec<String> {
+    one::<Vec<String>>("SELECT olaclick.business_tables()")
+}
+
 /// A restaurant with one user, branch, client and product. Returns their ids.
 pub struct Tenant {
     pub restaurant: i32,

@@ -3,7 +3,7 @@
 //! with SET LOCAL ROLE (rolled back with the test).
 #[pgrx::pg_schema]
 mod tests {
-    use crate::tests::{assert_fails, assert_ok, one, tenant, Tenant};
+    use crate::tests::{assert_fails, assert_ok, business_tables, one, tenant, Tenant};
     use pgrx::prelude::*;
 
     fn act_as(role: &str, restaurant: Option<i32>) {
@@ -28,6 +28,7 @@ mod tests {
 
     #[pg_test]
     fn the_app_sees_and_writes_only_its_tenant() {
+        let tables = business_tables();
         let a = tenant("a");
         let b = tenant("b");
         let b_order = b.order();
@@ -38,19 +39,10 @@ mod tests {
         assert_ok(&format!(
             "UPDATE olaclick.orders SET status = 'sent' WHERE id = {order}"
         ));
-        for table in [
-            "restaurants",
-            "users",
-            "branches",
-            "clients",
-            "products",
-            "orders",
-            "order_details",
-            "order_status_history",
-        ] {
+        for table in &tables {
             let other: i64 = one(&format!(
                 "SELECT count(*) FROM olaclick.{table} WHERE {} <> {}",
-                if table == "restaurants" {
+                if table.as_str() == "restaurants" {
                     "id"
                 } else {
                     "restaurant_id"
@@ -80,17 +72,12 @@ mod tests {
 
     #[pg_test]
     fn without_a_tenant_the_app_and_the_reader_see_nothing_and_write_nothing() {
+        let tables = business_tables();
         let a = tenant("a");
         a.order();
         for role in ["olaclick_app", "olaclick_readonly"] {
             act_as(role, None);
-            for table in [
-                "restaurants",
-                "users",
-                "orders",
-                "order_details",
-                "order_status_history",
-            ] {
+            for table in &tables {
                 assert_eq!(
                     one::<i64>(&format!("SELECT count(*) FROM olaclick.{table}")),
                     0,
