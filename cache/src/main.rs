@@ -10,7 +10,8 @@ use olaclick_cache::{metrics, Config, Metrics, RedisTls, Secret, Source, STATUSE
 /// commit-time notifications.
 ///
 /// Keys: olaclick:orders:{restaurant_id}:{status}. Run one `invalidate` per
-/// Redis; call `get` wherever orders are read.
+/// Redis (`invalidate --help`: its metrics and health check address,
+/// OLACLICK_METRICS_ADDR); call `get` wherever orders are read.
 #[derive(Parser)]
 #[command(name = "olaclick-cache", version)]
 struct Cli {

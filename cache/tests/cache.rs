@@ -1179,6 +1179,53 @@ async fn healthz_names_redis_while_it_is_down() {
 }
 
 #[tokio::test]
+async fn a_lost_listen_connection_is_counted_and_redis_is_kept() {
+    let mut env = Env::new("pgmetrics").await;
+    let addr = env.start_invalidator_with_metrics().await;
+    scrape_until(addr, "the first flush is counted", |t| {
+        sample(t, "olaclick_cache_flushes_total") == 1.0
+    })
+    .await;
+    let terminated: i64 = env
+        .pg
+        .query_one(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+             WHERE application_name = 'olaclick-cache-invalidate' AND datname = current_database()",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(terminated, 1);
+    let text = scrape_until(addr, "the flush after reconnecting is counted", |t| {
+        sample(t, "olaclick_cache_flushes_total") == 2.0
+    })
+    .await;
+    assert_eq!(
+        sample(
+            &text,
+            "olaclick_cache_reconnections_total{target=\"postgres\"}"
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "olaclick_cache_errors_total{kind=\"postgres_connection\"}"
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "olaclick_cache_reconnections_total{target=\"redis\"}"
+        ),
+        0.0
+    );
+    assert_eq!(http_get(addr, "/healthz").await.0, 200);
+}
+
+#[tokio::test]
 async fn scrapes_never_hold_up_invalidation() {
     use tokio::io::AsyncWriteExt;
 
