@@ -16,18 +16,19 @@
 
 pub mod config;
 pub mod connect;
+pub mod metrics;
 pub mod tls;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
-use futures_util::StreamExt;
+use anyhow::Result;
 use redis::aio::MultiplexedConnection;
 use tokio_postgres::AsyncMessage;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 pub use config::{redact, Secret};
 pub use connect::{postgres, redis};
+pub use metrics::{ErrorKind, Metrics, Target};
 pub use tls::RedisTls;
 
 pub const STATUSES: [&str; 3] = ["initiated", "sent", "delivered"];
@@ -257,13 +258,14 @@ pub async fn get(config: &Config, restaurant: i64, status: &str) -> Result<(Stri
 }
 
 /// Deletes a restaurant's keys for `statuses` (all statuses when `all`) and
-/// bumps their versions, atomically.
+/// bumps their versions, atomically. Returns how many keys existed (were
+/// deleted).
 pub async fn invalidate(
     con: &mut MultiplexedConnection,
     restaurant: i64,
     statuses: &[String],
     all: bool,
-) -> Result<()> {
+) -> Result<usize> {
     let statuses: Vec<&str> = if all {
         STATUSES.to_vec()
     } else {
@@ -275,11 +277,12 @@ pub async fn invalidate(
     };
     let script = redis::Script::new(
         r"
+        local deleted = 0
         for i = 1, #KEYS, 2 do
             redis.call('INCR', KEYS[i])
-            redis.call('DEL', KEYS[i + 1])
+            deleted = deleted + redis.call('DEL', KEYS[i + 1])
         end
-        return #KEYS / 2",
+        return deleted",
     );
     let mut invocation = script.prepare_invoke();
     for status in statuses {
@@ -287,8 +290,8 @@ pub async fn invalidate(
             .key(version_key(restaurant, status))
             .key(data_key(restaurant, status));
     }
-    let _: i64 = invocation.invoke_async(con).await?;
-    Ok(())
+    let deleted: usize = invocation.invoke_async(con).await?;
+    Ok(deleted)
 }
 
 /// Treats the whole cache as stale: bumps the generation (so no reader that
@@ -339,70 +342,288 @@ fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-/// Listens and invalidates until stopped, reconnecting with backoff whenever
-/// PostgreSQL or Redis goes away. Notifications sent while nobody listened
-/// are lost, so every (re)connection starts by flushing the cache.
-pub async fn run_invalidator(config: Config) -> Result<()> {
-    let mut backoff = Duration::from_millis(100);
-    loop {
-        match listen_once(&config).await {
-            Ok(()) => backoff = Duration::from_millis(100),
-            Err(e) => {
-                warn!(
-                    "invalidator: {}; reconnecting in {:?}",
-                    config.scrub(&e),
-                    backoff
-                );
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-            }
+/// How often an idle invalidator checks that both connections still answer:
+/// without it a Redis that went away is noticed only at the next
+/// notification, and `/healthz` would say it is up meanwhile.
+const HEALTH_CHECK_EVERY: Duration = Duration::from_secs(1);
+/// How long such a check may take before the connection counts as lost.
+const HEALTH_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A message of the LISTEN connection and when it arrived (the start of the
+/// time an invalidation takes).
+type Message = (Instant, Result<AsyncMessage, tokio_postgres::Error>);
+
+/// The LISTEN connection: the client, and its messages as they arrive.
+struct Listener {
+    client: tokio_postgres::Client,
+    messages: tokio::sync::mpsc::UnboundedReceiver<Message>,
+}
+
+/// When to try a connection again, backing off from 100 ms to 5 s.
+struct Retry {
+    delay: Duration,
+    at: Instant,
+}
+
+impl Retry {
+    fn new() -> Retry {
+        Retry {
+            delay: Duration::from_millis(100),
+            at: Instant::now(),
         }
+    }
+
+    fn failed(&mut self) -> Duration {
+        let delay = self.delay;
+        self.at = Instant::now() + delay;
+        self.delay = (delay * 2).min(Duration::from_secs(5));
+        delay
+    }
+
+    fn succeeded(&mut self) {
+        self.delay = Duration::from_millis(100);
+    }
+
+    fn due(&self) -> bool {
+        Instant::now() >= self.at
     }
 }
 
-async fn listen_once(config: &Config) -> Result<()> {
-    let mut con = redis(config).await?;
+async fn listen(config: &Config) -> Result<Listener> {
     let (client, mut connection) = postgres(config, "invalidate").await?;
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+    let (tx, messages) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
-        futures_util::pin_mut!(messages);
-        while let Some(message) = messages.next().await {
+        loop {
+            let message = futures_util::future::poll_fn(|cx| connection.poll_message(cx)).await;
+            let Some(message) = message else { break };
             let stop = message.is_err();
-            if tx.send(message).is_err() || stop {
+            if tx.send((Instant::now(), message)).is_err() || stop {
                 break;
             }
         }
     });
-    // LISTEN before flushing: a commit after the flush is then always heard.
     client
         .batch_execute(&format!("LISTEN {}", quote_ident(&config.channel)))
-        .await?;
-    let flushed = flush(&mut con).await?;
-    let (database, redis) = config.shown();
-    info!(
-        "invalidator: listening on {} at {database}, Redis at {redis}; flushed {flushed} keys",
-        config.channel,
-    );
-    while let Some(message) = rx.recv().await {
-        match message.context("PostgreSQL connection lost")? {
-            AsyncMessage::Notification(n) => match parse_payload(n.payload()) {
-                Some((restaurant, statuses, all)) => {
-                    invalidate(&mut con, restaurant, &statuses, all).await?;
-                    info!(
-                        "invalidated restaurant {restaurant} {statuses:?}{}",
-                        if all { " (all)" } else { "" }
-                    );
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "PostgreSQL at {}: LISTEN failed: {}",
+                config.shown().0,
+                config.scrub_error(e)
+            )
+        })?;
+    Ok(Listener { client, messages })
+}
+
+/// Listens and invalidates until stopped, reconnecting with backoff whenever
+/// PostgreSQL or Redis goes away; each connection is kept while the other is
+/// retried, so `metrics` tell which one is down. Notifications sent while
+/// nobody listened are lost, and deletions can't be made while Redis is
+/// away, so every (re)connection of either is followed by a flush of the
+/// cache before the next invalidation.
+pub async fn run_invalidator(config: Config, metrics: Metrics) -> Result<()> {
+    let mut invalidator = Invalidator {
+        config,
+        metrics,
+        pg: None,
+        con: None,
+        pg_retry: Retry::new(),
+        redis_retry: Retry::new(),
+        must_flush: true,
+    };
+    let mut health = tokio::time::interval(HEALTH_CHECK_EVERY);
+    health.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        invalidator.connect().await;
+        let retry_at = invalidator.retry_at();
+        let next = async {
+            match invalidator.pg.as_mut() {
+                Some(listener) => listener.messages.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            message = next => invalidator.handle(message).await,
+            _ = health.tick() => invalidator.check().await,
+            _ = async {
+                match retry_at {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
                 }
-                None => warn!(
-                    "ignored a notification that is not olaclick's: {}",
-                    n.payload()
-                ),
-            },
-            AsyncMessage::Notice(notice) => info!("PostgreSQL: {}", notice.message()),
-            _ => {}
+            } => {}
         }
     }
-    drop(client);
-    anyhow::bail!("PostgreSQL connection closed")
+}
+
+struct Invalidator {
+    config: Config,
+    metrics: Metrics,
+    pg: Option<Listener>,
+    con: Option<MultiplexedConnection>,
+    pg_retry: Retry,
+    redis_retry: Retry,
+    /// Set on every (re)connection: the cache may be stale until flushed.
+    must_flush: bool,
+}
+
+impl Invalidator {
+    /// A connection that failed: dropped, counted, shown by /healthz, logged,
+    /// and retried later. Connecting names the server already; a connection
+    /// lost is named here.
+    fn lost(&mut self, target: Target, kind: ErrorKind, error: anyhow::Error) {
+        let config = &self.config;
+        let (reason, retry) = match target {
+            Target::Postgres => {
+                self.pg = None;
+                let reason = match kind {
+                    ErrorKind::PostgresConnect => format!("{error:#}"),
+                    _ => format!("PostgreSQL at {}: {error:#}", config.shown().0),
+                };
+                (reason, &mut self.pg_retry)
+            }
+            Target::Redis => {
+                self.con = None;
+                let reason = match kind {
+                    ErrorKind::RedisConnect => format!("{error:#}"),
+                    _ => format!("Redis at {}: {error:#}", config.shown().1),
+                };
+                (reason, &mut self.redis_retry)
+            }
+        };
+        let reason = config.scrub(reason);
+        self.metrics.error(kind);
+        self.metrics.disconnected(target, reason.clone());
+        warn!(
+            "invalidator: {reason}; reconnecting in {:?}",
+            retry.failed()
+        );
+    }
+
+    /// Connects what is missing and due, then flushes if needed.
+    async fn connect(&mut self) {
+        if self.pg.is_none() && self.pg_retry.due() {
+            match listen(&self.config).await {
+                Ok(listener) => {
+                    self.pg = Some(listener);
+                    self.pg_retry.succeeded();
+                    self.metrics.connected(Target::Postgres);
+                    self.must_flush = true;
+                }
+                Err(e) => self.lost(Target::Postgres, ErrorKind::PostgresConnect, e),
+            }
+        }
+        if self.con.is_none() && self.redis_retry.due() {
+            match redis(&self.config).await {
+                Ok(con) => {
+                    self.con = Some(con);
+                    self.redis_retry.succeeded();
+                    self.metrics.connected(Target::Redis);
+                    self.must_flush = true;
+                }
+                Err(e) => self.lost(Target::Redis, ErrorKind::RedisConnect, e),
+            }
+        }
+        // Only while listening: a commit after the flush is then always heard.
+        let (true, Some(_), Some(con)) = (self.must_flush, &self.pg, &mut self.con) else {
+            return;
+        };
+        match flush(con).await {
+            Ok(flushed) => {
+                self.must_flush = false;
+                self.metrics.flushed(flushed);
+                let (database, redis) = self.config.shown();
+                info!(
+                    "invalidator: listening on {} at {database}, Redis at {redis}; flushed {flushed} keys",
+                    self.config.channel,
+                );
+            }
+            Err(e) => self.lost(Target::Redis, ErrorKind::RedisCommand, e),
+        }
+    }
+
+    /// When the next connection attempt is due, if one is missing.
+    fn retry_at(&self) -> Option<Instant> {
+        [
+            self.pg.is_none().then_some(self.pg_retry.at),
+            self.con.is_none().then_some(self.redis_retry.at),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    async fn handle(&mut self, message: Option<Message>) {
+        let (arrived, notification) = match message {
+            Some((arrived, Ok(AsyncMessage::Notification(n)))) => (arrived, n),
+            Some((_, Ok(AsyncMessage::Notice(notice)))) => {
+                return info!("PostgreSQL: {}", notice.message())
+            }
+            Some((_, Ok(_))) => return,
+            Some((_, Err(e))) => {
+                let e = anyhow::anyhow!("connection lost: {}", self.config.scrub_error(e));
+                return self.lost(Target::Postgres, ErrorKind::PostgresConnection, e);
+            }
+            None => {
+                let e = anyhow::anyhow!("connection closed");
+                return self.lost(Target::Postgres, ErrorKind::PostgresConnection, e);
+            }
+        };
+        self.metrics.notification();
+        let Some((restaurant, statuses, all)) = parse_payload(notification.payload()) else {
+            self.metrics.error(ErrorKind::Payload);
+            return warn!(
+                "ignored a notification that is not olaclick's: {}",
+                notification.payload()
+            );
+        };
+        let must_flush = self.must_flush;
+        let Some(con) = self.con.as_mut().filter(|_| !must_flush) else {
+            return debug!(
+                "Redis is down: restaurant {restaurant} is left to the flush on reconnection"
+            );
+        };
+        match invalidate(con, restaurant, &statuses, all).await {
+            Ok(deleted) => {
+                self.metrics.invalidated(deleted, arrived);
+                info!(
+                    "invalidated restaurant {restaurant} {statuses:?}{}",
+                    if all { " (all)" } else { "" }
+                );
+            }
+            Err(e) => self.lost(Target::Redis, ErrorKind::RedisCommand, e),
+        }
+    }
+
+    /// Asks both servers for a sign of life.
+    async fn check(&mut self) {
+        if let Some(listener) = &self.pg {
+            let ping = listener.client.batch_execute("");
+            let failure = match tokio::time::timeout(HEALTH_CHECK_TIMEOUT, ping).await {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(anyhow::anyhow!(
+                    "connection lost: {}",
+                    self.config.scrub_error(e)
+                )),
+                Err(_) => Some(anyhow::anyhow!("no answer within {HEALTH_CHECK_TIMEOUT:?}")),
+            };
+            if let Some(e) = failure {
+                self.lost(Target::Postgres, ErrorKind::PostgresConnection, e);
+            }
+        }
+        if let Some(con) = &mut self.con {
+            let ping = redis::cmd("PING");
+            let answer = ping.query_async::<String>(con);
+            let failure = match tokio::time::timeout(HEALTH_CHECK_TIMEOUT, answer).await {
+                Ok(Ok(_)) => None,
+                Ok(Err(e)) => Some(anyhow::anyhow!(
+                    "connection lost: {}",
+                    self.config.scrub_error(e)
+                )),
+                Err(_) => Some(anyhow::anyhow!("no answer within {HEALTH_CHECK_TIMEOUT:?}")),
+            };
+            if let Some(e) = failure {
+                self.lost(Target::Redis, ErrorKind::RedisCommand, e);
+            }
+        }
+    }
 }

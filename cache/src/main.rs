@@ -1,15 +1,17 @@
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use olaclick_cache::{Config, RedisTls, Secret, Source, STATUSES};
+use olaclick_cache::{metrics, Config, Metrics, RedisTls, Secret, Source, STATUSES};
 
 /// Orders by status from Redis, cache-aside, kept fresh by olaclick's
 /// commit-time notifications.
 ///
 /// Keys: olaclick:orders:{restaurant_id}:{status}. Run one `invalidate` per
-/// Redis; call `get` wherever orders are read.
+/// Redis (`invalidate --help`: its metrics and health check address,
+/// OLACLICK_METRICS_ADDR); call `get` wherever orders are read.
 #[derive(Parser)]
 #[command(name = "olaclick-cache", version)]
 struct Cli {
@@ -67,7 +69,14 @@ struct Cli {
 enum Command {
     /// Listen for olaclick's notifications and delete the keys they name.
     /// Flushes the cache on every (re)connection; reconnects with backoff.
-    Invalidate,
+    Invalidate {
+        /// Address to serve Prometheus metrics (/metrics) and a health check
+        /// (/healthz: 200 when PostgreSQL and Redis are connected, else 503
+        /// naming which is down) on, e.g. 127.0.0.1:9464 or [::]:9464.
+        /// Nothing is served when unset.
+        #[arg(long, env = "OLACLICK_METRICS_ADDR")]
+        metrics_addr: Option<SocketAddr>,
+    },
     /// Print a restaurant's orders in a status (last 7 days) as JSON: from
     /// Redis if cached, else from PostgreSQL (and cache them).
     Get {
@@ -120,7 +129,7 @@ async fn main() -> ExitCode {
         channel: cli.channel,
     };
     let result = match cli.command {
-        Command::Invalidate => olaclick_cache::run_invalidator(config.clone()).await,
+        Command::Invalidate { metrics_addr } => invalidate(&config, metrics_addr).await,
         Command::Get { restaurant, status } => {
             match olaclick_cache::get(&config, restaurant, &status).await {
                 Ok((json, source)) => {
@@ -146,4 +155,26 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The invalidator, and the metrics server beside it when asked for. The
+/// address is bound first: a taken or forbidden one is an error at start,
+/// not a warning lost in the log.
+async fn invalidate(config: &Config, metrics_addr: Option<SocketAddr>) -> anyhow::Result<()> {
+    let metrics = Metrics::new();
+    if let Some(addr) = metrics_addr {
+        let listener = metrics::bind(addr).await?;
+        // The port the system chose, if 0 was given.
+        let addr = listener.local_addr().unwrap_or(addr);
+        tracing::info!("metrics: serving /metrics and /healthz on http://{addr}");
+        let served = metrics.clone();
+        // A task of its own: a scrape never waits for, or makes wait, an
+        // invalidation.
+        tokio::spawn(async move {
+            if let Err(e) = metrics::serve(listener, served).await {
+                tracing::error!("{e:#}");
+            }
+        });
+    }
+    olaclick_cache::run_invalidator(config.clone(), metrics).await
 }

@@ -556,12 +556,14 @@ async fn the_invalidator_reconnects_after_its_backend_is_terminated() {
         .unwrap()
         .get(0);
     assert_eq!(terminated, 1);
-    // Reconnected: it flushed what it may have missed (bumping the generation).
+    // Reconnected: it flushed what it may have missed. The generation is
+    // bumped before the keys are deleted, so the key's absence is waited for
+    // too (asserting it right after the bump raced the deletion).
     eventually("the invalidator reconnects", || async {
         generation(&mut env.redis.con().await).await > before
     })
     .await;
-    assert_eq!(env.cached(1, "initiated").await, None);
+    env.wait_gone(1, "initiated").await;
     env.get(1, "initiated").await;
     env.pg
         .batch_execute("UPDATE olaclick.orders SET status = 'sent' WHERE id = 1")
@@ -946,6 +948,430 @@ async fn a_rotated_password_is_picked_up_on_reconnection() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+impl Env {
+    /// Starts the invalidator serving metrics on a free loopback port, and
+    /// returns the address.
+    async fn start_invalidator_with_metrics(&mut self) -> std::net::SocketAddr {
+        let addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let mut command = self.command();
+        command.env("OLACLICK_METRICS_ADDR", addr.to_string());
+        self.spawn_invalidator(command, Stdio::null()).await;
+        addr
+    }
+
+    fn invalidator_pid(&self) -> u32 {
+        self.invalidator.as_ref().expect("no invalidator").id()
+    }
+}
+
+/// GET `path` with a real HTTP client: status, content type, body.
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String, String) {
+    let response = reqwest::get(format!("http://{addr}{path}")).await.unwrap();
+    let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    (status, content_type, response.text().await.unwrap())
+}
+
+async fn scrape(addr: std::net::SocketAddr) -> String {
+    let (status, _, body) = http_get(addr, "/metrics").await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+/// The value of the sample `series` (name and labels as exposed).
+fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no sample {series} in:\n{text}"))
+        .parse()
+        .unwrap()
+}
+
+/// Waits until a scrape satisfies `condition`; returns that scrape.
+async fn scrape_until(
+    addr: std::net::SocketAddr,
+    what: &str,
+    condition: impl Fn(&str) -> bool,
+) -> String {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let text = scrape(addr).await;
+        if condition(&text) {
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting until {what}:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+#[tokio::test]
+async fn metrics_count_notifications_deletions_and_their_time() {
+    let mut env = Env::new("metrics").await;
+    let addr = env.start_invalidator_with_metrics().await;
+    let (status, content_type, body) = http_get(addr, "/healthz").await;
+    assert_eq!((status, body.as_str()), (200, "ok\n"));
+    assert!(content_type.starts_with("text/plain"), "{content_type}");
+    let (_, content_type, _) = http_get(addr, "/metrics").await;
+    assert!(
+        content_type.starts_with("application/openmetrics-text"),
+        "{content_type}"
+    );
+    // The first flush is counted once it is done (the generation bump that
+    // start_invalidator waited for comes first).
+    let before = scrape_until(addr, "the first flush is counted", |t| {
+        sample(t, "olaclick_cache_flushes_total") == 1.0
+    })
+    .await;
+    assert_eq!(sample(&before, "olaclick_cache_notifications_total"), 0.0);
+    assert_eq!(
+        sample(&before, "olaclick_cache_invalidation_seconds_count"),
+        0.0
+    );
+    assert_eq!(
+        sample(&before, "olaclick_cache_connected{target=\"postgres\"}"),
+        1.0
+    );
+    assert_eq!(
+        sample(&before, "olaclick_cache_connected{target=\"redis\"}"),
+        1.0
+    );
+    let deleted_before = sample(&before, "olaclick_cache_keys_deleted_total");
+
+    // Two cached lists, one commit that names both.
+    env.get(1, "initiated").await;
+    env.get(1, "sent").await;
+    let committed = unix_now();
+    env.pg
+        .batch_execute("UPDATE olaclick.orders SET status = 'sent' WHERE id = 1")
+        .await
+        .unwrap();
+    env.wait_gone(1, "initiated").await;
+    env.wait_gone(1, "sent").await;
+    let after = scrape_until(addr, "the invalidation is counted", |t| {
+        sample(t, "olaclick_cache_invalidation_seconds_count") == 1.0
+    })
+    .await;
+    assert_eq!(sample(&after, "olaclick_cache_notifications_total"), 1.0);
+    assert_eq!(
+        sample(&after, "olaclick_cache_keys_deleted_total") - deleted_before,
+        2.0
+    );
+    let sum = sample(&after, "olaclick_cache_invalidation_seconds_sum");
+    assert!(sum > 0.0 && sum < 5.0, "{after}");
+    let last = sample(&after, "olaclick_cache_last_notification_timestamp_seconds");
+    assert!(
+        last >= committed - 1.0 && last <= unix_now() + 1.0,
+        "{last} vs {committed}"
+    );
+    assert_eq!(sample(&after, "olaclick_cache_flushes_total"), 1.0);
+
+    // A notification on the channel that is not olaclick's: counted and
+    // reported as an error of its kind, nothing deleted.
+    env.pg
+        .batch_execute("NOTIFY olaclick_cache, 'hello'")
+        .await
+        .unwrap();
+    let after = scrape_until(addr, "the bad payload is counted", |t| {
+        sample(t, "olaclick_cache_errors_total{kind=\"payload\"}") == 1.0
+    })
+    .await;
+    assert_eq!(sample(&after, "olaclick_cache_notifications_total"), 2.0);
+    assert_eq!(
+        sample(&after, "olaclick_cache_invalidation_seconds_count"),
+        1.0
+    );
+}
+
+#[tokio::test]
+async fn healthz_names_redis_while_it_is_down() {
+    let mut env = Env::new("healthz").await;
+    let addr = env.start_invalidator_with_metrics().await;
+    assert_eq!(http_get(addr, "/healthz").await.0, 200);
+
+    env.redis.stop();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let body = loop {
+        let (status, _, body) = http_get(addr, "/healthz").await;
+        if status == 503 {
+            break body;
+        }
+        assert_eq!(status, 200);
+        assert!(Instant::now() < deadline, "/healthz still answers {status}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    assert!(
+        body.contains("postgres: up") && body.contains("redis: down: "),
+        "{body}"
+    );
+    assert!(
+        body.contains(&format!("127.0.0.1:{}", env.redis.tls_port))
+            && !body.contains(REDIS_PASSWORD),
+        "{body}"
+    );
+    let text = scrape(addr).await;
+    assert_eq!(
+        sample(&text, "olaclick_cache_connected{target=\"redis\"}"),
+        0.0
+    );
+    assert_eq!(
+        sample(&text, "olaclick_cache_connected{target=\"postgres\"}"),
+        1.0
+    );
+    assert!(sample(&text, "olaclick_cache_errors_total{kind=\"redis_command\"}") >= 1.0);
+
+    // A commit while Redis is away is left to the flush on reconnection.
+    env.pg
+        .batch_execute("UPDATE olaclick.orders SET status = 'sent' WHERE id = 1")
+        .await
+        .unwrap();
+    env.redis.spawn();
+    eventually("/healthz answers 200 again", || async {
+        http_get(addr, "/healthz").await.0 == 200
+    })
+    .await;
+    let text = scrape_until(addr, "the flush after reconnecting is counted", |t| {
+        sample(t, "olaclick_cache_flushes_total") == 2.0
+    })
+    .await;
+    assert_eq!(
+        sample(&text, "olaclick_cache_connected{target=\"redis\"}"),
+        1.0
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "olaclick_cache_reconnections_total{target=\"redis\"}"
+        ),
+        1.0
+    );
+    // The LISTEN connection was kept all along.
+    assert_eq!(
+        sample(
+            &text,
+            "olaclick_cache_reconnections_total{target=\"postgres\"}"
+        ),
+        0.0
+    );
+    assert_eq!(sample(&text, "olaclick_cache_notifications_total"), 1.0);
+
+    env.get(1, "sent").await;
+    assert!(env.cached(1, "sent").await.is_some());
+    env.pg
+        .batch_execute("UPDATE olaclick.orders SET status = 'delivered' WHERE id = 1")
+        .await
+        .unwrap();
+    env.wait_gone(1, "sent").await;
+}
+
+#[tokio::test]
+async fn a_lost_listen_connection_is_counted_and_redis_is_kept() {
+    let mut env = Env::new("pgmetrics").await;
+    let addr = env.start_invalidator_with_metrics().await;
+    scrape_until(addr, "the first flush is counted", |t| {
+        sample(t, "olaclick_cache_flushes_total") == 1.0
+    })
+    .await;
+    let terminated: i64 = env
+        .pg
+        .query_one(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+             WHERE application_name = 'olaclick-cache-invalidate' AND datname = current_database()",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(terminated, 1);
+    let text = scrape_until(addr, "the flush after reconnecting is counted", |t| {
+        sample(t, "olaclick_cache_flushes_total") == 2.0
+    })
+    .await;
+    assert_eq!(
+        sample(
+            &text,
+            "olaclick_cache_reconnections_total{target=\"postgres\"}"
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "olaclick_cache_errors_total{kind=\"postgres_connection\"}"
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "olaclick_cache_reconnections_total{target=\"redis\"}"
+        ),
+        0.0
+    );
+    assert_eq!(http_get(addr, "/healthz").await.0, 200);
+}
+
+#[tokio::test]
+async fn scrapes_never_hold_up_invalidation() {
+    use tokio::io::AsyncWriteExt;
+
+    let mut env = Env::new("scrapes").await;
+    let addr = env.start_invalidator_with_metrics().await;
+    // Clients that never read: each pipelines more scrapes than the socket
+    // buffers hold, so the server is left blocked writing to them; and
+    // clients that send half a request and wait.
+    let request = "GET /metrics HTTP/1.1\r\nHost: olaclick\r\n\r\n".repeat(500);
+    let mut stalled = Vec::new();
+    for i in 0..20 {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        if i % 2 == 0 {
+            // Written from a task: it blocks once the server stops reading.
+            let request = request.clone();
+            stalled.push(tokio::spawn(async move {
+                let _ = stream.write_all(request.as_bytes()).await;
+                // Kept open, unread, until the test ends.
+                std::future::pending::<()>().await;
+            }));
+        } else {
+            stream
+                .write_all(b"GET /metrics HTTP/1.1\r\nHo")
+                .await
+                .unwrap();
+            stalled.push(tokio::spawn(async move {
+                let _stream = stream;
+                std::future::pending::<()>().await;
+            }));
+        }
+    }
+    // And scrapes as fast as they come, meanwhile.
+    let hammer: Vec<_> = (0..4)
+        .map(|_| {
+            tokio::spawn(async move {
+                loop {
+                    let _ = reqwest::get(format!("http://{addr}/metrics")).await;
+                }
+            })
+        })
+        .collect();
+
+    for (id, from, to) in [
+        (1, "initiated", "sent"),
+        (2, "initiated", "sent"),
+        (1, "sent", "delivered"),
+    ] {
+        env.get(1, from).await;
+        assert!(env.cached(1, from).await.is_some());
+        env.pg
+            .batch_execute(&format!(
+                "UPDATE olaclick.orders SET status = '{to}' WHERE id = {id}"
+            ))
+            .await
+            .unwrap();
+        env.wait_gone(1, from).await;
+    }
+    let text = scrape_until(addr, "the invalidations are counted", |t| {
+        sample(t, "olaclick_cache_invalidation_seconds_count") == 3.0
+    })
+    .await;
+    // Each took well under a second from arrival to deletion.
+    assert_eq!(
+        sample(
+            &text,
+            "olaclick_cache_invalidation_seconds_bucket{le=\"1.0\"}"
+        ),
+        3.0,
+        "{text}"
+    );
+    assert_eq!(http_get(addr, "/healthz").await.0, 200);
+    for task in hammer.into_iter().chain(stalled) {
+        task.abort();
+    }
+}
+
+/// Whether process `pid` holds a listening TCP socket (its socket inodes
+/// against the kernel's table of listening sockets).
+fn listens(pid: u32) -> bool {
+    let inodes: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .filter_map(|target| {
+            let target = target.to_string_lossy().into_owned();
+            Some(
+                target
+                    .strip_prefix("socket:[")?
+                    .strip_suffix(']')?
+                    .to_string(),
+            )
+        })
+        .collect();
+    ["/proc/net/tcp", "/proc/net/tcp6"].iter().any(|table| {
+        std::fs::read_to_string(table)
+            .unwrap_or_default()
+            .lines()
+            .skip(1)
+            .map(|line| line.split_whitespace().collect::<Vec<_>>())
+            // st 0A: LISTEN; the inode is the tenth field.
+            .any(|f| {
+                f.get(3) == Some(&"0A") && f.get(9).is_some_and(|i| inodes.iter().any(|s| s == i))
+            })
+    })
+}
+
+#[tokio::test]
+async fn without_a_metrics_address_nothing_listens() {
+    let mut env = Env::new("nometrics").await;
+    env.start_invalidator().await;
+    assert!(!listens(env.invalidator_pid()));
+    if let Some(mut child) = env.invalidator.take() {
+        child.kill().ok();
+        child.wait().ok();
+    }
+    // The check sees a listener when there is one.
+    env.start_invalidator_with_metrics().await;
+    assert!(listens(env.invalidator_pid()));
+}
+
+#[test]
+fn a_taken_metrics_address_is_an_error_at_start() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let out = Command::new(BIN)
+        .env("DATABASE_URL", "postgresql://u:db-pw@127.0.0.1:1/db")
+        .env("REDIS_URL", "redis://127.0.0.1:1")
+        .args(["invalidate", "--metrics-addr", &addr.to_string()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot listen on the metrics address {addr}"))
+            && stderr.contains("in use"),
+        "{stderr}"
+    );
+    let out = Command::new(BIN)
+        .env("DATABASE_URL", "postgresql://u@127.0.0.1:1/db")
+        .args(["invalidate", "--metrics-addr", "localhost"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("--metrics-addr"), "{stderr}");
+}
+
 #[test]
 fn help_documents_the_environment() {
     let out = Command::new(BIN).arg("--help").output().unwrap();
@@ -964,6 +1390,22 @@ fn help_documents_the_environment() {
         "prefer-standby",
     ] {
         assert!(help.contains(var), "--help does not mention {var}:\n{help}");
+    }
+    let out = Command::new(BIN)
+        .args(["invalidate", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for text in [
+        "--metrics-addr",
+        "OLACLICK_METRICS_ADDR",
+        "/metrics",
+        "/healthz",
+    ] {
+        assert!(
+            help.contains(text),
+            "invalidate --help does not mention {text}:\n{help}"
+        );
     }
 }
 
