@@ -1423,3 +1423,19 @@ fn payloads_parse() {
     assert_eq!(p, Some((4, vec!["sent".to_string()], true)));
     assert_eq!(olaclick_cache::parse_payload("hello"), None);
 }
+
+/// The program keeps its own copy of the status labels (to validate
+/// `--status` and to flush every list); it must be the catalog's enum.
+#[tokio::test]
+async fn the_statuses_are_the_catalog_enum() {
+    let env = Env::new("statuses").await;
+    let row = env
+        .pg
+        .query_one(
+            "SELECT array_to_string(enum_range(NULL::olaclick.order_status), ',')",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), olaclick_cache::STATUSES.join(","));
+}
