@@ -290,7 +290,11 @@ impl TransitionRow {
 
 impl Drop for TransitionRow {
     fn drop(&mut self) {
-        // SAFETY: the slot was made by `only` and is dropped once.
-        unsafe { pg_sys::ExecDropSingleTupleTableSlot(self.slot) };
+        // On an error, the (sub)transaction abort frees the slot's memory;
+        // PostgreSQL is not called while an error unwinds.
+        if !std::thread::panicking() {
+            // SAFETY: the slot was made by `only` and is dropped once.
+            unsafe { pg_sys::ExecDropSingleTupleTableSlot(self.slot) };
+        }
     }
 }
