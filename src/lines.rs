@@ -4,6 +4,16 @@
 //! copied from the order (the composite keys then check the product), and the
 //! price is the product's current price. A line that gives both costs no SPI
 //! call at all, which keeps bulk inserts fast.
+//!
+//! An order's tenant never changes (moving an order to another restaurant is
+//! refused by its lines' and history's keys), so this backend remembers the
+//! tenant of the orders it inserted or looked up: a line that gives its price
+//! but not its tenant, as ORMs send it, costs no SPI call either. A wrong
+//! tenant can't slip through a stale entry: the line's composite key
+//! (restaurant_id, order_id) is still checked against the order (23503).
+
+use std::cell::RefCell;
+use std::collections::HashMap;
 
 use pgrx::prelude::*;
 use pgrx::AnyNumeric;
@@ -21,6 +31,25 @@ static ORDER_AND_PRICE: Stmt = Stmt {
           WHERE o.id = $1",
     args: &[PgBuiltInOids::INT8OID, PgBuiltInOids::INT4OID],
 };
+
+/// How many order tenants a backend remembers; past it, it starts afresh.
+const KNOWN_TENANTS: usize = 4096;
+
+thread_local! {
+    static TENANT_OF: RefCell<HashMap<i64, i32>> = RefCell::new(HashMap::new());
+}
+
+/// Remembers that `order` belongs to `restaurant` (called for every order
+/// inserted, by src/status.rs).
+pub fn remember_tenant(order: i64, restaurant: i32) {
+    TENANT_OF.with(|known| {
+        let mut known = known.borrow_mut();
+        if known.len() >= KNOWN_TENANTS {
+            known.clear();
+        }
+        known.insert(order, restaurant);
+    });
+}
 
 /// BEFORE INSERT ON order_details FOR EACH ROW.
 #[pg_trigger]
@@ -43,6 +72,12 @@ fn order_details_defaults<'a>(
     ) else {
         return Ok(Some(line));
     };
+    if given_price.is_some() {
+        if let Some(restaurant) = TENANT_OF.with(|known| known.borrow().get(&order).copied()) {
+            line.set_by_name("restaurant_id", restaurant)?;
+            return Ok(Some(line));
+        }
+    }
     // Read as the owner: row-level security decides which lines the caller
     // may write (the policy's WITH CHECK on the line), not what the order's
     // tenant or the product's price is.
@@ -61,6 +96,7 @@ fn order_details_defaults<'a>(
             "Insert the order first, or check the order id.".into(),
         );
     };
+    remember_tenant(order, restaurant);
     if given_tenant.is_none() {
         line.set_by_name("restaurant_id", restaurant)?;
     }

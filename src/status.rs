@@ -20,6 +20,7 @@ use pgrx::{pg_sys, AnyNumeric, IntoDatum};
 use crate::audit;
 use crate::error::{refuse, Error};
 use crate::gucs;
+use crate::lines;
 use crate::native::{self, TransitionRow};
 use crate::notify;
 use crate::order_status::OrderStatus;
@@ -76,6 +77,7 @@ fn orders_guard<'a>(
                 );
             }
             totals::check_written(id, restaurant, None, new_total);
+            lines::remember_tenant(id, restaurant);
             notify::touch(restaurant, id, &[new_status]);
         }
         Some(old) => {

@@ -299,4 +299,37 @@ mod tests {
             products
         );
     }
+
+    /// A line that gives its price takes its order's tenant from what this
+    /// backend remembers of the orders it inserted; an order that was rolled
+    /// back is still refused by the line's key (23503), as without memory.
+    #[pg_test]
+    fn remembered_tenants_fill_lines_and_never_let_a_missing_order_through() {
+        let a = tenant("a");
+        let order = a.order();
+        let tenant: i32 = one(&format!(
+            "INSERT INTO olaclick.order_details (order_id, product_id, quantity, price)
+             VALUES ({order}, {}, 1, 2.00) RETURNING restaurant_id",
+            a.product
+        ));
+        assert_eq!(tenant, a.restaurant);
+        assert_fails(
+            &format!(
+                "WITH o AS (INSERT INTO olaclick.orders (restaurant_id, client_id, branch_id)
+                            VALUES ({}, {}, {}) RETURNING id)
+                 SELECT 1 / 0 FROM o",
+                a.restaurant, a.client, a.branch
+            ),
+            "22012",
+        );
+        let gone: i64 = one("SELECT currval(pg_get_serial_sequence('olaclick.orders', 'id'))");
+        assert!(gone > order);
+        assert_fails(
+            &format!(
+                "INSERT INTO olaclick.order_details (order_id, product_id, quantity, price) VALUES ({gone}, {}, 1, 2.00)",
+                a.product
+            ),
+            "23503",
+        );
+    }
 }
