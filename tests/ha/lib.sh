@@ -1,12 +1,15 @@
 # Shared by tests/ha/run and bench/ha: a pg_auto_failover monitor and data nodes
 # on this machine, as the postgres OS user, loopback only, and the bookkeeping
 # that stops every process they start. The caller sets ha (the directory of
-# everything: data, pg_autoctl's files, logs), bin (pg_config --bindir) and
-# monitor_port, then sources this file.
+# everything: data, pg_autoctl's files, logs) and monitor_port, then sources
+# this file (which sources scripts/lib.sh).
 
-q() { local port=$1 db=$2; shift 2; psql -X -qAt -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$port" -U postgres -d "$db" -c "$*"; }
+. scripts/lib.sh
+# pg_autoctl's servers keep their sockets to themselves: psql goes over TCP.
+pghost=127.0.0.1
 # As the postgres OS user, from /, with pg_autoctl's files under $ha and without
-# root's PG* variables (they would make it connect as the wrong role).
+# root's PG* variables (they would make it connect as the wrong role): unlike
+# scripts/lib.sh's as_pg.
 pg_env=(sudo -u postgres env -u PGUSER -u PGHOST -u PGPORT -u PGDATABASE -u PGOPTIONS
         XDG_CONFIG_HOME="$ha/xdg/config" XDG_DATA_HOME="$ha/xdg/data" XDG_RUNTIME_DIR="$ha/xdg/run")
 as_pg() { (cd / && "${pg_env[@]}" "$@"); }

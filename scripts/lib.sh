@@ -1,0 +1,68 @@
+# scripts/lib.sh: what every script that runs PostgreSQL servers shares.
+# Sourced, not run: `. "$(git rev-parse --show-toplevel)/scripts/lib.sh"` or a
+# path relative to the script. PostgreSQL refuses to run as root, so servers
+# run as the postgres OS user, from / (it may not be able to enter a checkout
+# under /root).
+
+# Data directories, sockets and work files of every local cluster.
+root=/var/tmp/olaclick
+bin=$(pg_config --bindir)
+
+# Every port the scripts use, loopback only: one table, so none collide.
+port_demo=${OLACLICK_DEMO_PORT:-5499}            # scripts/demo
+port_isolation=${OLACLICK_TEST_PORT:-5498}       # isolation specs, cache tests, ops drill 1-2
+port_pgaudit=${OLACLICK_PGAUDIT_PORT:-5497}      # tests/pgaudit/run
+port_pitr_primary=5496                           # tests/ops/run 3-4
+port_pitr_restored=5495
+port_standby=5494
+port_bench=5493                                  # bench/run, bench/cache
+port_ha_monitor=5480 port_ha_node1=5481 port_ha_node2=5482       # tests/ha/run
+port_bench_ha_monitor=5485 port_bench_ha_node1=5486 port_bench_ha_node2=5487   # bench/ha
+port_health_primary=${OLACLICK_HEALTH_PORT:-5461}                # tests/health/run
+port_health_standby=$((port_health_primary + 1))
+
+# As the postgres OS user, from /.
+as_pg() { (cd / && sudo -u postgres "$@"); }
+pgctl() { as_pg "$bin/pg_ctl" "$@"; }
+
+# psql_at PORT DB [psql arguments...]: the superuser over the socket in $root
+# (or $pghost, for clusters whose sockets live elsewhere), unaligned, stopping
+# at the first error.
+psql_at() { local port=$1 db=$2; shift 2; psql -X -qAt -v ON_ERROR_STOP=1 -h "${pghost:-$root}" -p "$port" -U postgres -d "$db" "$@"; }
+# q PORT DB SQL...: one statement's output.
+q() { local port=$1 db=$2; shift 2; psql_at "$port" "$db" -c "$*"; }
+# sqlstate PORT DB SQL...: the SQLSTATE the statement fails with, as the
+# superuser (or as $role when set), empty if it succeeds.
+sqlstate() {
+  local port=$1 db=$2; shift 2
+  { psql -X -qAt -v ON_ERROR_STOP=1 -v VERBOSITY=verbose -h "${pghost:-$root}" -p "$port" -U "${role:-postgres}" -d "$db" -c "$*" 2>&1 >/dev/null || true; } |
+    grep -oE '^ERROR:  [0-9A-Z]{5}' | head -1 | cut -c9-
+}
+fresh_db() { q "$1" postgres "DROP DATABASE IF EXISTS $2 WITH (FORCE)"; q "$1" postgres "CREATE DATABASE $2"; }
+
+# stop_cluster NAME: stops it if it runs; a killed server's stale pid file is
+# no error.
+stop_cluster() {
+  [ -f "$root/$1/postmaster.pid" ] && pgctl -D "$root/$1" -m fast -w stop >/dev/null 2>&1 || true
+}
+# fresh_cluster NAME PORT [postgresql.conf lines...]: a new data directory with
+# trust authentication (throwaway drill clusters only; scripts/cluster makes
+# the long-lived ones, with TLS and passwords), started.
+fresh_cluster() {
+  local name=$1 port=$2; shift 2
+  stop_cluster "$name"; rm -rf "${root:?}/$name"
+  mkdir -p "$root" && chown postgres:postgres "$root"
+  as_pg "$bin/initdb" -D "$root/$name" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >/dev/null
+  printf '%s\n' "port = $port" "unix_socket_directories = '$root'" "listen_addresses = '127.0.0.1'" "$@" |
+    as_pg tee -a "$root/$name/postgresql.conf" >/dev/null
+  pgctl -D "$root/$name" -l "$root/$name/server.log" -w start >/dev/null
+}
+
+# A drill's report: set drill=NAME first. Each check prints "ok: ..." or
+# "not ok: ..."; the first failure ends the drill; the closing line
+# "NAME: N passed, 0 failed" is what scripts/test counts.
+passed=0
+ok() { echo "ok: $1"; passed=$((passed + 1)); }
+fail() { echo "not ok: $1"; echo "$drill: $passed passed, 1 failed"; exit 1; }
+same() { [ "$2" = "$3" ] && ok "$1" || fail "$1: expected [$2], got [$3]"; }
+done_drill() { echo "$drill: $passed passed, 0 failed"; }
