@@ -330,10 +330,10 @@ fn to_jsonb(row: Datum) -> Datum {
     thread_local! {
         static TO_JSONB: std::cell::Cell<*mut pg_sys::FmgrInfo> = const { std::cell::Cell::new(std::ptr::null_mut()) };
     }
-    // SAFETY: the FmgrInfo and its expression are allocated once in
-    // TopMemoryContext and live for the backend; to_jsonb reads the
-    // argument's type from the expression, and a composite datum carries its
-    // own row type.
+    // The FmgrInfo and its expression are allocated once in TopMemoryContext
+    // and live for the backend; to_jsonb reads the argument's type from the
+    // expression, and a composite datum carries its own row type.
+    // SAFETY: as just said; `row` is a composite datum of the caller's.
     unsafe {
         let mut finfo = TO_JSONB.with(|f| f.get());
         if finfo.is_null() {

@@ -55,6 +55,8 @@ pub fn init() {
 }
 
 #[pg_guard]
+/// # Safety
+/// Called by PostgreSQL's invalidation machinery with a relation oid.
 unsafe extern "C-unwind" fn on_relcache_invalidation(_arg: Datum, relid: Oid) {
     KEPT.with(|kept| {
         let mut kept = kept.borrow_mut();

@@ -34,11 +34,10 @@ pub extern "C" fn pg_finfo_olaclick_drop_guard() -> &'static pg_sys::Pg_finfo_re
 }
 
 /// `olaclick.drop_guard()`, an `event_trigger` function (see `sql/finalize.sql`).
-///
-/// # Safety
-/// Called by PostgreSQL's function manager with a valid `fcinfo`.
 #[no_mangle]
 #[pg_guard]
+/// # Safety
+/// Called by PostgreSQL's function manager with a valid `fcinfo`.
 pub unsafe extern "C-unwind" fn olaclick_drop_guard(
     fcinfo: pg_sys::FunctionCallInfo,
 ) -> pg_sys::Datum {

@@ -95,13 +95,13 @@ fn target(table: Table) -> Target {
 /// this with the rights of the table's owner.
 pub fn insert(table: Table, columns: &[(&CStr, Option<Datum>)]) -> Datum {
     let target = target(table);
-    // SAFETY: follows logical replication's apply of one INSERT
+    // This follows logical replication's apply of one INSERT
     // (replication/logical/worker.c): an EState with a one-entry range table,
     // a ResultRelInfo for the open relation registered where the trigger
     // machinery looks for it, the table's indexes open around the insert, and
-    // the AFTER ROW triggers it queues fired before the EState is freed. The
-    // slot's arrays have `natts` entries. On an ERROR, transaction abort
-    // releases the relation, the locks and the memory.
+    // the AFTER ROW triggers it queues fired before the EState is freed. On an
+    // ERROR, transaction abort releases the relation, the locks and the memory.
+    // SAFETY: as just said; the slot's arrays have `natts` entries.
     unsafe {
         let rel = pg_sys::table_open(target.relid, pg_sys::RowExclusiveLock as _);
         let desc = (*rel).rd_att;

@@ -139,6 +139,8 @@ pub fn init() {
 }
 
 #[pg_guard]
+/// # Safety
+/// Called by PostgreSQL's transaction machinery with an event.
 unsafe extern "C-unwind" fn on_xact_event(event: pg_sys::XactEvent::Type, _arg: *mut c_void) {
     match event {
         pg_sys::XactEvent::XACT_EVENT_PRE_COMMIT => send(),

@@ -101,6 +101,11 @@ pub fn register_transition_tables(trigger: &pgrx::PgTrigger) {
     // SAFETY: called inside Spi::connect, with the trigger's own TriggerData.
     let rc = unsafe { pg_sys::SPI_register_trigger_data(data) };
     if rc < 0 {
-        error!("olaclick: SPI_register_trigger_data failed ({rc})");
+        crate::error::refuse(
+            PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+            format!("olaclick could not see the trigger's transition tables (SPI code {rc})"),
+            "SPI_register_trigger_data failed inside an olaclick trigger.".into(),
+            "Report this with the statement that caused it.".into(),
+        );
     }
 }
