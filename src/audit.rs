@@ -167,6 +167,21 @@ pub fn log_inserted(table: &str, row: Datum, tenant: Option<i32>) {
     entry.write("INSERT", tenant, None, Some(new), None);
 }
 
+/// Logs an UPDATE olaclick made natively to `table` (a derived total
+/// update), as the table's audit trigger would have.
+pub fn log_updated(table: &str, old: &TransitionRow, new: &TransitionRow) {
+    let settings = audit_settings::of(table);
+    if !settings.enabled {
+        return;
+    }
+    let entry = Entry {
+        table,
+        actor: gucs::user_id(),
+        role: sandbox::acting_role(),
+    };
+    entry.log_row(&settings, "UPDATE", Some(old), Some(new));
+}
+
 /// Who and what an audit row is about.
 struct Entry<'t> {
     table: &'t str,

@@ -27,6 +27,7 @@ use pgrx::{IntoDatum, PgBox, PgList};
 pub enum Table {
     History,
     AuditLog,
+    Orders,
 }
 
 impl Table {
@@ -34,6 +35,7 @@ impl Table {
         match self {
             Table::History => c"order_status_history",
             Table::AuditLog => c"audit_log",
+            Table::Orders => c"orders",
         }
     }
 }
@@ -89,47 +91,78 @@ fn target(table: Table) -> Target {
     found
 }
 
-/// Inserts one row into `table`, giving the named columns (`None` is NULL);
-/// `id` is drawn from its identity sequence and every other column takes its
-/// default. Returns the row written, as a composite datum. The caller runs
-/// this with the rights of the table's owner.
-pub fn insert(table: Table, columns: &[(&CStr, Option<Datum>)]) -> Datum {
-    let target = target(table);
-    // This follows logical replication's apply of one INSERT
-    // (replication/logical/worker.c): an EState with a one-entry range table,
-    // a ResultRelInfo for the open relation registered where the trigger
-    // machinery looks for it, the table's indexes open around the insert, and
-    // the AFTER ROW triggers it queues fired before the EState is freed. On an
-    // ERROR, transaction abort releases the relation, the locks and the memory.
-    // SAFETY: as just said; the slot's arrays have `natts` entries.
-    unsafe {
-        let rel = pg_sys::table_open(target.relid, pg_sys::RowExclusiveLock as _);
-        let desc = (*rel).rd_att;
-        let natts = (*desc).natts as usize;
-        let estate = pg_sys::CreateExecutorState();
+/// The executor state one native write needs, as logical replication's apply
+/// worker sets it up (replication/logical/worker.c): an EState with a
+/// one-entry range table, a ResultRelInfo for the open relation registered
+/// where the trigger machinery looks for it, and the table's indexes open.
+/// On an ERROR, transaction abort releases the relation, locks and memory.
+struct Executor {
+    rel: pg_sys::Relation,
+    estate: *mut pg_sys::EState,
+    rri: *mut pg_sys::ResultRelInfo,
+}
 
+impl Executor {
+    /// # Safety
+    /// `relid` is an existing table; `finish` must be called on success.
+    unsafe fn open(relid: Oid) -> Executor {
+        let rel = pg_sys::table_open(relid, pg_sys::RowExclusiveLock as _);
+        let estate = pg_sys::CreateExecutorState();
         let mut rte = PgBox::<pg_sys::RangeTblEntry>::alloc_node(pg_sys::NodeTag::T_RangeTblEntry);
         rte.rtekind = pg_sys::RTEKind::RTE_RELATION;
-        rte.relid = target.relid;
+        rte.relid = relid;
         rte.relkind = (*(*rel).rd_rel).relkind;
         rte.rellockmode = pg_sys::RowExclusiveLock as _;
         let mut range_table = PgList::<pg_sys::RangeTblEntry>::new();
         range_table.push(rte.into_pg());
         pg_sys::ExecInitRangeTable(estate, range_table.into_pg());
-
         let rri =
             PgBox::<pg_sys::ResultRelInfo>::alloc_node(pg_sys::NodeTag::T_ResultRelInfo).into_pg();
         pg_sys::InitResultRelInfo(rri, rel, 1, std::ptr::null_mut(), 0);
         (*estate).es_opened_result_relations =
             pg_sys::lappend((*estate).es_opened_result_relations, rri.cast());
         (*estate).es_output_cid = pg_sys::GetCurrentCommandId(true);
+        pg_sys::ExecOpenIndices(rri, false);
+        Executor { rel, estate, rri }
+    }
 
-        let slot = pg_sys::ExecInitExtraTupleSlot(estate, desc, &pg_sys::TTSOpsVirtual);
+    /// A virtual slot of the table's row type, all NULL.
+    unsafe fn slot(&self) -> *mut pg_sys::TupleTableSlot {
+        let slot =
+            pg_sys::ExecInitExtraTupleSlot(self.estate, (*self.rel).rd_att, &pg_sys::TTSOpsVirtual);
         pg_sys::ExecClearTuple(slot);
+        let natts = (*(*self.rel).rd_att).natts as usize;
+        std::slice::from_raw_parts_mut((*slot).tts_isnull, natts).fill(true);
+        slot
+    }
+
+    /// Frees the executor state; the table stays locked until commit.
+    unsafe fn finish(self) {
+        pg_sys::ExecCloseIndices(self.rri);
+        // Not ExecCloseResultRelations: it would close `rel`, which is ours.
+        pg_sys::ExecResetTupleTable((*self.estate).es_tupleTable, false);
+        pg_sys::FreeExecutorState(self.estate);
+        pg_sys::table_close(self.rel, pg_sys::NoLock as _);
+    }
+}
+
+/// Inserts one row into `table`, giving the named columns (`None` is NULL);
+/// `id` is drawn from its identity sequence and every other column takes its
+/// default. Returns the row written, as a composite datum. The caller runs
+/// this with the rights of the table's owner.
+pub fn insert(table: Table, columns: &[(&CStr, Option<Datum>)]) -> Datum {
+    let target = target(table);
+    // SAFETY: Executor documents the set-up; the slot's arrays have `natts`
+    // entries; the queued AFTER ROW triggers fire before the state is freed.
+    unsafe {
+        let exec = Executor::open(target.relid);
+        let (rel, estate) = (exec.rel, exec.estate);
+        let desc = (*rel).rd_att;
+        let natts = (*desc).natts as usize;
+        let slot = exec.slot();
         let values = std::slice::from_raw_parts_mut((*slot).tts_values, natts);
         let nulls = std::slice::from_raw_parts_mut((*slot).tts_isnull, natts);
         let mut given = vec![false; natts];
-        nulls.fill(true);
         for (name, value) in columns {
             let attno = pg_sys::SPI_fnumber(desc, name.as_ptr());
             let Some(i) = usize::try_from(attno).ok().and_then(|a| a.checked_sub(1)) else {
@@ -171,25 +204,122 @@ pub fn insert(table: Table, columns: &[(&CStr, Option<Datum>)]) -> Datum {
             }
         }
         pg_sys::ExecStoreVirtualTuple(slot);
-
-        pg_sys::ExecOpenIndices(rri, false);
         pg_sys::AfterTriggerBeginQuery();
-        pg_sys::ExecSimpleRelationInsert(rri, estate, slot);
-        pg_sys::ExecCloseIndices(rri);
+        pg_sys::ExecSimpleRelationInsert(exec.rri, estate, slot);
         pg_sys::AfterTriggerEndQuery(estate);
         let row = pg_sys::ExecFetchSlotHeapTupleDatum(slot);
-        // Not ExecCloseResultRelations: it would close `rel`, which is ours.
-        pg_sys::ExecResetTupleTable((*estate).es_tupleTable, false);
-        pg_sys::FreeExecutorState(estate);
-        pg_sys::table_close(rel, pg_sys::NoLock as _);
+        exec.finish();
         row
     }
 }
 
-/// The one row of a statement's transition table, when it has exactly one.
-pub struct TransitionRow {
-    slot: *mut pg_sys::TupleTableSlot,
-    desc: pg_sys::TupleDesc,
+/// What became of an order whose total a line change moves.
+pub enum Total {
+    /// The total moved (the order is initiated).
+    Added,
+    /// The order is no longer initiated: its lines are frozen.
+    Frozen { restaurant: i32, status: String },
+    /// No such order (deleted in this transaction: a cascade).
+    Missing,
+}
+
+/// `UPDATE olaclick.orders SET total = total + delta WHERE id = order AND
+/// status = 'initiated'`, as READ COMMITTED runs it, without SQL: the order
+/// is found by its primary key and locked FOR NO KEY UPDATE in its newest
+/// version (waiting for a concurrent writer, then judging what it left, as
+/// the UPDATE's recheck would), and updated through
+/// `ExecSimpleRelationUpdate`: BEFORE ROW triggers (orders_guard, which lets
+/// olaclick's own total change through), constraints, the heap, indexes and
+/// AFTER ROW triggers. Statement-level triggers don't fire: history and the
+/// audit of derived rows are olaclick's own business (src/totals.rs). The
+/// caller runs this as the table's owner, inside the Totals scope, under
+/// READ COMMITTED (a transaction snapshot wants the SQL path's 40001).
+pub fn add_to_total(
+    order: i64,
+    delta: &pgrx::AnyNumeric,
+) -> (Total, Option<(TransitionRow, TransitionRow)>) {
+    let target = target(Table::Orders);
+    // SAFETY: Executor documents the set-up; the search slot holds only the
+    // primary key the index scan reads; the found tuple is locked before it
+    // is read or replaced; the EPQ state lives across the update.
+    unsafe {
+        let exec = Executor::open(target.relid);
+        let (rel, estate) = (exec.rel, exec.estate);
+        let desc = (*rel).rd_att;
+        let natts = (*desc).natts as usize;
+        let attno = |name: &CStr| pg_sys::SPI_fnumber(desc, name.as_ptr()) as usize - 1;
+        let (id, total, status, restaurant) = (
+            attno(c"id"),
+            attno(c"total"),
+            attno(c"status"),
+            attno(c"restaurant_id"),
+        );
+        let search = exec.slot();
+        *(*search).tts_values.add(id) = order.into_datum().unwrap_or(Datum::from(0));
+        *(*search).tts_isnull.add(id) = false;
+        pg_sys::ExecStoreVirtualTuple(search);
+        let found = pg_sys::table_slot_create(rel, &mut (*estate).es_tupleTable);
+        let index = pg_sys::RelationGetReplicaIndex(rel);
+        if !pg_sys::RelationFindReplTupleByIndex(
+            rel,
+            index,
+            pg_sys::LockTupleMode::LockTupleNoKeyExclusive,
+            search,
+            found,
+        ) {
+            exec.finish();
+            return (Total::Missing, None);
+        }
+        pg_sys::slot_getallattrs(found);
+        let label = pgrx::enum_helper::lookup_enum_by_oid(pg_sys::Oid::from(
+            (*(*found).tts_values.add(status)).value() as u32,
+        ))
+        .0;
+        if label != "initiated" {
+            let restaurant =
+                i32::from_datum(*(*found).tts_values.add(restaurant), false).unwrap_or_default();
+            exec.finish();
+            return (
+                Total::Frozen {
+                    restaurant,
+                    status: label,
+                },
+                None,
+            );
+        }
+        let new = exec.slot();
+        for i in 0..natts {
+            *(*new).tts_values.add(i) = *(*found).tts_values.add(i);
+            *(*new).tts_isnull.add(i) = *(*found).tts_isnull.add(i);
+        }
+        let old_total = pgrx::AnyNumeric::from_datum(*(*found).tts_values.add(total), false)
+            .unwrap_or_else(|| pgrx::AnyNumeric::from(0));
+        let new_total = old_total + delta.clone();
+        *(*new).tts_values.add(total) = new_total.into_datum().unwrap_or(Datum::from(0));
+        *(*new).tts_isnull.add(total) = false;
+        pg_sys::ExecStoreVirtualTuple(new);
+        let mut epq: pg_sys::EPQState = std::mem::zeroed();
+        pg_sys::EvalPlanQualInit(
+            &mut epq,
+            estate,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            -1,
+        );
+        (*estate).es_snapshot = pg_sys::GetActiveSnapshot();
+        pg_sys::AfterTriggerBeginQuery();
+        pg_sys::ExecSimpleRelationUpdate(exec.rri, estate, &mut epq, found, new);
+        pg_sys::AfterTriggerEndQuery(estate);
+        pg_sys::EvalPlanQualEnd(&mut epq);
+        let rows = crate::gucs::AUDIT_DERIVED.get().then(|| {
+            (
+                TransitionRow::copy_of(found, desc),
+                TransitionRow::copy_of(new, desc),
+            )
+        });
+        exec.finish();
+        (Total::Added, rows)
+    }
 }
 
 /// How many rows a trigger's transition table holds (0 when it has none).
@@ -202,6 +332,13 @@ pub unsafe fn rows(table: *mut pg_sys::Tuplestorestate) -> i64 {
     } else {
         pg_sys::tuplestore_tuple_count(table)
     }
+}
+
+/// One row of a statement's transition table (or a copy of a row olaclick
+/// wrote), read into a slot of its own.
+pub struct TransitionRow {
+    slot: *mut pg_sys::TupleTableSlot,
+    desc: pg_sys::TupleDesc,
 }
 
 impl TransitionRow {
@@ -231,6 +368,20 @@ impl TransitionRow {
         }
         pg_sys::slot_getallattrs(slot);
         Some(TransitionRow { slot, desc })
+    }
+
+    /// A row of its own with the contents of `slot` (shaped like `desc`).
+    ///
+    /// # Safety
+    /// `slot` is a filled slot whose descriptor is `desc`.
+    pub unsafe fn copy_of(
+        slot: *mut pg_sys::TupleTableSlot,
+        desc: pg_sys::TupleDesc,
+    ) -> TransitionRow {
+        let own = pg_sys::MakeSingleTupleTableSlot(desc, &pg_sys::TTSOpsMinimalTuple);
+        pg_sys::ExecCopySlot(own, slot);
+        pg_sys::slot_getallattrs(own);
+        TransitionRow { slot: own, desc }
     }
 
     fn index(&self, name: &CStr) -> Option<usize> {

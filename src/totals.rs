@@ -6,7 +6,11 @@
 //! total is computed from the transition tables and applied as
 //! `total = total + delta` with `WHERE status = 'initiated'`, in one UPDATE.
 //! A statement that changed one line (what ORMs send) has its delta computed
-//! in Rust and applied by a plain kept UPDATE of that one order.
+//! in Rust and applied without SQL under READ COMMITTED (src/native.rs
+//! add_to_total: the same lock, newest version and status recheck as the
+//! UPDATE), or by a plain kept UPDATE of that one order under REPEATABLE READ
+//! and SERIALIZABLE, whose snapshot must fail with 40001 on a concurrent
+//! change.
 //!
 //! Why this is right under concurrency: the UPDATE takes the order's row
 //! lock. A second session changing lines of the same order waits for it; when
@@ -33,6 +37,7 @@
 use pgrx::prelude::*;
 use pgrx::{pg_sys, AnyNumeric};
 
+use crate::audit;
 use crate::error::{refuse, Error};
 use crate::native::{self, TransitionRow};
 use crate::plans::{register_transition_tables, Stmt};
@@ -133,6 +138,23 @@ fn order_details_totals<'a>(
     let offender = sandbox::as_owner(data.tg_relation, || {
         // SAFETY: the trigger's own transition tables and relation.
         let one = unsafe { one_order_delta(data) };
+        // SAFETY: reads the transaction's isolation level.
+        let read_committed = unsafe { pg_sys::XactIsoLevel } < pg_sys::XACT_REPEATABLE_READ as i32;
+        if let (Some((order, delta)), true) = (&one, read_committed) {
+            let (outcome, rows) = {
+                let _totals = scope::enter(Writer::Totals);
+                native::add_to_total(*order, delta)
+            };
+            if let Some((old, new)) = rows {
+                audit::log_updated("orders", &old, &new);
+            }
+            return Ok(match outcome {
+                native::Total::Frozen { restaurant, status } => {
+                    Some((Some(*order), Some(restaurant), Some(status)))
+                }
+                native::Total::Added | native::Total::Missing => None,
+            });
+        }
         Spi::connect_mut(|client| {
             if let Some((order, delta)) = one {
                 let updated = {

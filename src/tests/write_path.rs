@@ -277,11 +277,14 @@ mod tests {
     #[pg_test]
     fn a_taken_audit_id_is_a_unique_violation() {
         let a = tenant("a");
+        // Tests run in parallel and draw audit ids too: take the next 1,000
+        // (another test's audit row in that window waits for this rollback).
         let next: i64 =
             one("SELECT nextval(pg_get_serial_sequence('olaclick.audit_log', 'id')) + 1");
         Spi::run(&format!(
             "SET LOCAL session_replication_role = replica;
-             INSERT INTO olaclick.audit_log (id, table_name, op) VALUES ({next}, 'x', 'INSERT');
+             INSERT INTO olaclick.audit_log (id, table_name, op)
+             SELECT g, 'x', 'INSERT' FROM generate_series({next}, {next} + 999) g;
              SET LOCAL session_replication_role = origin"
         ))
         .unwrap();
