@@ -259,7 +259,16 @@ pub fn add_to_total(
         *(*search).tts_isnull.add(id) = false;
         pg_sys::ExecStoreVirtualTuple(search);
         let found = pg_sys::table_slot_create(rel, &mut (*estate).es_tupleTable);
-        let index = pg_sys::RelationGetReplicaIndex(rel);
+        // The primary key, whatever the table's replica identity is set to.
+        let index = pg_sys::RelationGetPrimaryKeyIndex(rel);
+        if index == Oid::INVALID {
+            crate::error::refuse(
+                PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
+                "olaclick.orders has no primary key".into(),
+                "olaclick finds an order by its primary key to move its total.".into(),
+                "Restore the primary key of olaclick.orders (id).".into(),
+            );
+        }
         if !pg_sys::RelationFindReplTupleByIndex(
             rel,
             index,

@@ -335,4 +335,23 @@ mod tests {
             "23503",
         );
     }
+
+    /// The native total update finds orders by their primary key, whatever
+    /// replica identity a DBA gives the table.
+    #[pg_test]
+    fn totals_move_natively_with_any_replica_identity() {
+        let a = tenant("a");
+        Spi::run("ALTER TABLE olaclick.orders REPLICA IDENTITY FULL").unwrap();
+        let order = a.order();
+        assert_ok(&format!(
+            "INSERT INTO olaclick.order_details (order_id, product_id, quantity) VALUES ({order}, {}, 3)",
+            a.product
+        ));
+        assert_eq!(
+            one::<String>(&format!(
+                "SELECT total::text FROM olaclick.orders WHERE id = {order}"
+            )),
+            "37.50"
+        );
+    }
 }
