@@ -127,6 +127,9 @@ impl Executor {
     }
 
     /// A virtual slot of the table's row type, all NULL.
+    ///
+    /// # Safety
+    /// `self` is open; the slot lives until `finish`.
     unsafe fn slot(&self) -> *mut pg_sys::TupleTableSlot {
         let slot =
             pg_sys::ExecInitExtraTupleSlot(self.estate, (*self.rel).rd_att, &pg_sys::TTSOpsVirtual);
@@ -137,6 +140,9 @@ impl Executor {
     }
 
     /// Frees the executor state; the table stays locked until commit.
+    ///
+    /// # Safety
+    /// No slot or datum of this executor is used afterwards.
     unsafe fn finish(self) {
         pg_sys::ExecCloseIndices(self.rri);
         // Not ExecCloseResultRelations: it would close `rel`, which is ours.

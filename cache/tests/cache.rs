@@ -415,6 +415,18 @@ impl Env {
         })
         .await;
     }
+
+    /// Caches restaurant 1's sent orders, then delivers order 1: the
+    /// invalidator deletes the key.
+    async fn a_commit_invalidates(&mut self) {
+        self.get(1, "sent").await;
+        assert!(self.cached(1, "sent").await.is_some());
+        self.pg
+            .batch_execute("UPDATE olaclick.orders SET status = 'delivered' WHERE id = 1")
+            .await
+            .unwrap();
+        self.wait_gone(1, "sent").await;
+    }
 }
 
 impl Drop for Env {
@@ -588,13 +600,7 @@ async fn the_invalidator_survives_a_redis_restart() {
         generation(&mut env.redis.con().await).await > 0
     })
     .await;
-    env.get(1, "sent").await;
-    assert!(env.cached(1, "sent").await.is_some());
-    env.pg
-        .batch_execute("UPDATE olaclick.orders SET status = 'delivered' WHERE id = 1")
-        .await
-        .unwrap();
-    env.wait_gone(1, "sent").await;
+    env.a_commit_invalidates().await;
 }
 
 #[tokio::test]
@@ -1169,13 +1175,7 @@ async fn healthz_names_redis_while_it_is_down() {
     );
     assert_eq!(sample(&text, "olaclick_cache_notifications_total"), 1.0);
 
-    env.get(1, "sent").await;
-    assert!(env.cached(1, "sent").await.is_some());
-    env.pg
-        .batch_execute("UPDATE olaclick.orders SET status = 'delivered' WHERE id = 1")
-        .await
-        .unwrap();
-    env.wait_gone(1, "sent").await;
+    env.a_commit_invalidates().await;
 }
 
 #[tokio::test]
