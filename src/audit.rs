@@ -107,13 +107,7 @@ fn audit<'a>(
     if table == audit_settings::TABLE {
         audit_settings::changed(trigger.relid()?);
     }
-    let entry = Entry {
-        table: &table,
-        actor: gucs::user_id(),
-        // Written as the table owner; the role whose statement made the
-        // change is recorded, also for rows olaclick derived from it.
-        role: sandbox::acting_role(),
-    };
+    let entry = Entry::now(&table);
     let op = trigger.op()?;
     let data = trigger.trigger_data();
     // SAFETY: the trigger's own transition tables.
@@ -158,11 +152,7 @@ pub fn log_inserted(table: &str, row: Datum, tenant: Option<i32>) {
     if !settings.enabled {
         return;
     }
-    let entry = Entry {
-        table,
-        actor: gucs::user_id(),
-        role: sandbox::acting_role(),
-    };
+    let entry = Entry::now(table);
     let new = jsonb_without(to_jsonb(row), settings.excluded_array());
     entry.write("INSERT", tenant, None, Some(new), None);
 }
@@ -174,11 +164,7 @@ pub fn log_updated(table: &str, old: &TransitionRow, new: &TransitionRow) {
     if !settings.enabled {
         return;
     }
-    let entry = Entry {
-        table,
-        actor: gucs::user_id(),
-        role: sandbox::acting_role(),
-    };
+    let entry = Entry::now(table);
     entry.log_row(&settings, "UPDATE", Some(old), Some(new));
 }
 
@@ -189,7 +175,18 @@ struct Entry<'t> {
     role: String,
 }
 
-impl Entry<'_> {
+impl<'t> Entry<'t> {
+    /// A change of `table` made now: the acting user (olaclick.user_id) and
+    /// the role whose statement made it. Rows are written as the table
+    /// owner, so that role is recorded, also for rows olaclick derived.
+    fn now(table: &'t str) -> Entry<'t> {
+        Entry {
+            table,
+            actor: gucs::user_id(),
+            role: sandbox::acting_role(),
+        }
+    }
+
     /// Logs a statement's many rows from its transition tables, in SQL.
     fn log_set(
         &self,

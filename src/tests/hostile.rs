@@ -3,21 +3,8 @@
 //! row-level security where the application is the one trying.
 #[pgrx::pg_schema]
 mod tests {
-    use crate::tests::{assert_fails, assert_ok, one, tenant, Tenant};
+    use crate::tests::{act_as, assert_fails, assert_ok, back_to_superuser, one, tenant, Tenant};
     use pgrx::prelude::*;
-
-    fn act_as(role: &str, restaurant: Option<i32>) {
-        Spi::run(&format!("SET LOCAL ROLE {role}")).unwrap();
-        match restaurant {
-            Some(r) => Spi::run(&format!("SET LOCAL olaclick.restaurant_id = '{r}'")).unwrap(),
-            None => Spi::run("RESET olaclick.restaurant_id").unwrap(),
-        }
-    }
-
-    fn back_to_superuser() {
-        Spi::run("RESET ROLE").unwrap();
-        Spi::run("RESET olaclick.restaurant_id").unwrap();
-    }
 
     /// A sent order of `t` with one line; returns its id.
     fn sent_order(t: &Tenant) -> i64 {

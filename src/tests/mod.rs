@@ -64,6 +64,21 @@ pub fn one<T: pgrx::IntoDatum + pgrx::FromDatum>(sql: &str) -> T {
         .unwrap_or_else(|| panic!("NULL from {sql}"))
 }
 
+/// Acts as `role` for the rest of the test's transaction, for `restaurant`
+/// (row-level security) or for no tenant.
+pub fn act_as(role: &str, restaurant: Option<i32>) {
+    Spi::run(&format!("SET LOCAL ROLE {role}")).unwrap();
+    match restaurant {
+        Some(r) => Spi::run(&format!("SET LOCAL olaclick.restaurant_id = '{r}'")).unwrap(),
+        None => Spi::run("RESET olaclick.restaurant_id").unwrap(),
+    }
+}
+
+pub fn back_to_superuser() {
+    Spi::run("RESET ROLE").unwrap();
+    Spi::run("RESET olaclick.restaurant_id").unwrap();
+}
+
 /// olaclick's business tables, from their one home (olaclick.business_tables()).
 pub fn business_tables() -> Vec<String> {
     one::<Vec<String>>("SELECT olaclick.business_tables()")

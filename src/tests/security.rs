@@ -3,21 +3,10 @@
 //! with SET LOCAL ROLE (rolled back with the test).
 #[pgrx::pg_schema]
 mod tests {
-    use crate::tests::{assert_fails, assert_ok, business_tables, one, tenant, Tenant};
+    use crate::tests::{
+        act_as, assert_fails, assert_ok, back_to_superuser, business_tables, one, tenant, Tenant,
+    };
     use pgrx::prelude::*;
-
-    fn act_as(role: &str, restaurant: Option<i32>) {
-        Spi::run(&format!("SET LOCAL ROLE {role}")).unwrap();
-        match restaurant {
-            Some(r) => Spi::run(&format!("SET LOCAL olaclick.restaurant_id = '{r}'")).unwrap(),
-            None => Spi::run("RESET olaclick.restaurant_id").unwrap(),
-        }
-    }
-
-    fn back_to_superuser() {
-        Spi::run("RESET ROLE").unwrap();
-        Spi::run("RESET olaclick.restaurant_id").unwrap();
-    }
 
     fn new_order(t: &Tenant) -> String {
         format!(
