@@ -504,6 +504,7 @@ impl Invalidator {
         if self.pg.is_none() && self.pg_retry.due() {
             match listen(&self.config).await {
                 Ok(listener) => {
+                    debug!("invalidator: PostgreSQL connected, listening");
                     self.pg = Some(listener);
                     self.pg_retry.succeeded();
                     self.metrics.connected(Target::Postgres);
@@ -515,6 +516,7 @@ impl Invalidator {
         if self.con.is_none() && self.redis_retry.due() {
             match redis(&self.config).await {
                 Ok(con) => {
+                    debug!("invalidator: Redis connected");
                     self.con = Some(con);
                     self.redis_retry.succeeded();
                     self.metrics.connected(Target::Redis);
@@ -527,6 +529,7 @@ impl Invalidator {
         let (true, Some(_), Some(con)) = (self.must_flush, &self.pg, &mut self.con) else {
             return;
         };
+        debug!("invalidator: flushing the cache");
         match flush(con).await {
             Ok(flushed) => {
                 self.must_flush = false;

@@ -382,13 +382,24 @@ impl Env {
     /// first flush bumps the generation).
     async fn start_invalidator(&mut self) {
         let command = self.command();
-        self.spawn_invalidator(command, Stdio::null()).await;
+        self.spawn_invalidator(command).await;
     }
 
-    async fn spawn_invalidator(&mut self, mut command: Command, stderr: Stdio) {
+    /// The invalidator's log (debug level): printed when the test fails, so
+    /// a failure in CI says what the invalidator was doing.
+    fn log(&self) -> PathBuf {
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{}.log", self.db))
+    }
+
+    async fn spawn_invalidator(&mut self, mut command: Command) {
         let mut con = self.redis.con().await;
         let before = generation(&mut con).await;
-        self.invalidator = Some(command.arg("invalidate").stderr(stderr).spawn().unwrap());
+        let log = std::fs::File::create(self.log()).unwrap();
+        command
+            .arg("invalidate")
+            .env("OLACLICK_CACHE_LOG", "olaclick_cache=debug,info")
+            .stderr(log);
+        self.invalidator = Some(command.spawn().unwrap());
         eventually("the invalidator listens", || async {
             generation(&mut self.redis.con().await).await > before
         })
@@ -434,6 +445,10 @@ impl Drop for Env {
         if let Some(mut child) = self.invalidator.take() {
             child.kill().ok();
             child.wait().ok();
+            if std::thread::panicking() {
+                let log = std::fs::read_to_string(self.log()).unwrap_or_default();
+                eprintln!("--- the invalidator's log ({}):\n{log}", self.db);
+            }
         }
     }
 }
@@ -882,13 +897,11 @@ async fn a_rotated_password_is_picked_up_on_reconnection() {
     let db = env.db.clone();
     let url = |password: &str| pg_url(role, password, "localhost", &db, &verify_full());
     std::fs::write(&secret, url("first-Secret") + "\n").unwrap();
-    let log = dir.join("invalidator.log");
     let mut command = env.command();
     command
         .env_remove("DATABASE_URL")
         .env("DATABASE_URL_FILE", &secret);
-    env.spawn_invalidator(command, std::fs::File::create(&log).unwrap().into())
-        .await;
+    env.spawn_invalidator(command).await;
 
     env.pg
         .batch_execute(&format!("ALTER ROLE {role} PASSWORD 'second-Secret'"))
@@ -945,7 +958,7 @@ async fn a_rotated_password_is_picked_up_on_reconnection() {
         child.kill().ok();
         child.wait().ok();
     }
-    let log = std::fs::read_to_string(&log).unwrap();
+    let log = std::fs::read_to_string(env.log()).unwrap();
     assert!(log.contains("listening on olaclick_cache"), "{log}");
     assert!(
         !log.contains("first-Secret") && !log.contains("second-Secret"),
@@ -961,7 +974,7 @@ impl Env {
         let addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let mut command = self.command();
         command.env("OLACLICK_METRICS_ADDR", addr.to_string());
-        self.spawn_invalidator(command, Stdio::null()).await;
+        self.spawn_invalidator(command).await;
         addr
     }
 
