@@ -290,30 +290,39 @@ pub async fn invalidate(
             .key(version_key(restaurant, status))
             .key(data_key(restaurant, status));
     }
-    let deleted: usize = invocation.invoke_async(con).await?;
-    Ok(deleted)
+    answered(invocation.invoke_async(con)).await
+}
+
+/// A Redis command's answer, or an error when it takes longer than
+/// ANSWER_TIMEOUT. redis-rs has a response timeout of its own; this one is
+/// the invalidator's: no command, whatever the client library does with it,
+/// can hold up invalidation, which then goes to the reconnect-and-flush path.
+async fn answered<T>(
+    command: impl std::future::Future<Output = redis::RedisResult<T>>,
+) -> Result<T> {
+    match tokio::time::timeout(ANSWER_TIMEOUT, command).await {
+        Ok(answer) => Ok(answer?),
+        Err(_) => anyhow::bail!("no answer within {ANSWER_TIMEOUT:?}"),
+    }
 }
 
 /// Treats the whole cache as stale: bumps the generation (so no reader that
 /// started before can install), then deletes every olaclick data key.
 pub async fn flush(con: &mut MultiplexedConnection) -> Result<usize> {
-    let _: i64 = redis::cmd("INCR")
-        .arg(GENERATION_KEY)
-        .query_async(con)
-        .await?;
+    let _: i64 = answered(redis::cmd("INCR").arg(GENERATION_KEY).query_async(con)).await?;
     let mut cursor: u64 = 0;
     let mut deleted = 0;
     loop {
-        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+        let scan = redis::cmd("SCAN")
             .arg(cursor)
             .arg("MATCH")
             .arg("olaclick:orders:*")
             .arg("COUNT")
             .arg(1000)
-            .query_async(con)
-            .await?;
+            .to_owned();
+        let (next, keys): (u64, Vec<String>) = answered(scan.query_async(con)).await?;
         if !keys.is_empty() {
-            let n: usize = redis::cmd("DEL").arg(&keys).query_async(con).await?;
+            let n: usize = answered(redis::cmd("DEL").arg(&keys).query_async(con)).await?;
             deleted += n;
         }
         if next == 0 {
@@ -346,8 +355,9 @@ fn quote_ident(name: &str) -> String {
 /// without it a Redis that went away is noticed only at the next
 /// notification, and `/healthz` would say it is up meanwhile.
 const HEALTH_CHECK_EVERY: Duration = Duration::from_secs(1);
-/// How long such a check may take before the connection counts as lost.
-const HEALTH_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long such a check, or any command of the invalidator, may take before
+/// the connection counts as lost.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A message of the LISTEN connection and when it arrived (the start of the
 /// time an invalidation takes).
@@ -601,13 +611,13 @@ impl Invalidator {
     async fn check(&mut self) {
         if let Some(listener) = &self.pg {
             let ping = listener.client.batch_execute("");
-            let failure = match tokio::time::timeout(HEALTH_CHECK_TIMEOUT, ping).await {
+            let failure = match tokio::time::timeout(ANSWER_TIMEOUT, ping).await {
                 Ok(Ok(())) => None,
                 Ok(Err(e)) => Some(anyhow::anyhow!(
                     "connection lost: {}",
                     self.config.scrub_error(e)
                 )),
-                Err(_) => Some(anyhow::anyhow!("no answer within {HEALTH_CHECK_TIMEOUT:?}")),
+                Err(_) => Some(anyhow::anyhow!("no answer within {ANSWER_TIMEOUT:?}")),
             };
             if let Some(e) = failure {
                 self.lost(Target::Postgres, ErrorKind::PostgresConnection, e);
@@ -616,13 +626,13 @@ impl Invalidator {
         if let Some(con) = &mut self.con {
             let ping = redis::cmd("PING");
             let answer = ping.query_async::<String>(con);
-            let failure = match tokio::time::timeout(HEALTH_CHECK_TIMEOUT, answer).await {
+            let failure = match tokio::time::timeout(ANSWER_TIMEOUT, answer).await {
                 Ok(Ok(_)) => None,
                 Ok(Err(e)) => Some(anyhow::anyhow!(
                     "connection lost: {}",
                     self.config.scrub_error(e)
                 )),
-                Err(_) => Some(anyhow::anyhow!("no answer within {HEALTH_CHECK_TIMEOUT:?}")),
+                Err(_) => Some(anyhow::anyhow!("no answer within {ANSWER_TIMEOUT:?}")),
             };
             if let Some(e) = failure {
                 self.lost(Target::Redis, ErrorKind::RedisCommand, e);
