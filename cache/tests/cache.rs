@@ -1163,20 +1163,22 @@ async fn healthz_names_redis_while_it_is_down() {
         http_get(addr, "/healthz").await.0 == 200
     })
     .await;
+    // One reconnection and its flush; more only if a command went
+    // unanswered on the way (a lost connection again, logged).
     let text = scrape_until(addr, "the flush after reconnecting is counted", |t| {
-        sample(t, "olaclick_cache_flushes_total") == 2.0
+        sample(t, "olaclick_cache_flushes_total") >= 2.0
     })
     .await;
     assert_eq!(
         sample(&text, "olaclick_cache_connected{target=\"redis\"}"),
         1.0
     );
-    assert_eq!(
+    assert!(
         sample(
             &text,
             "olaclick_cache_reconnections_total{target=\"redis\"}"
-        ),
-        1.0
+        ) >= 1.0,
+        "{text}"
     );
     // The LISTEN connection was kept all along.
     assert_eq!(
