@@ -385,6 +385,40 @@ impl TransitionRow {
         Some(TransitionRow { slot, desc })
     }
 
+    /// Calls `each` with every row of `table` (a trigger's tg_newtable or
+    /// tg_oldtable, shaped like `relation`), in order, while it returns
+    /// `true`; returns whether it saw them all.
+    ///
+    /// # Safety
+    /// As for `only`.
+    pub unsafe fn each(
+        table: *mut pg_sys::Tuplestorestate,
+        relation: pg_sys::Relation,
+        mut each: impl FnMut(&TransitionRow) -> bool,
+    ) -> bool {
+        if table.is_null() {
+            return true;
+        }
+        let desc = (*relation).rd_att;
+        let row = TransitionRow {
+            slot: pg_sys::MakeSingleTupleTableSlot(desc, &pg_sys::TTSOpsMinimalTuple),
+            desc,
+        };
+        // Rewound before and after, as in `only`; each row is copied into the
+        // slot, so what `each` takes from it outlives the next fetch.
+        pg_sys::tuplestore_rescan(table);
+        let mut all = true;
+        while pg_sys::tuplestore_gettupleslot(table, true, true, row.slot) {
+            pg_sys::slot_getallattrs(row.slot);
+            if !each(&row) {
+                all = false;
+                break;
+            }
+        }
+        pg_sys::tuplestore_rescan(table);
+        all
+    }
+
     /// A row of its own with the contents of `slot` (shaped like `desc`).
     ///
     /// # Safety

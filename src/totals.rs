@@ -5,8 +5,9 @@
 //! Once per statement on `order_details`, the change of each touched order's
 //! total is computed from the transition tables and applied as
 //! `total = total + delta` with `WHERE status = 'initiated'`, in one UPDATE.
-//! A statement that changed one line (what ORMs send) has its delta computed
-//! in Rust and applied without SQL under READ COMMITTED (src/native.rs
+//! A statement that changed the lines of one order (a line, as ORMs send
+//! them, or an order's lines in one INSERT) has its delta computed in Rust
+//! and applied without SQL under READ COMMITTED (src/native.rs
 //! add_to_total: the same lock, newest version and status recheck as the
 //! UPDATE), or by a plain kept UPDATE of that one order under REPEATABLE READ
 //! and SERIALIZABLE, whose snapshot must fail with 40001 on a concurrent
@@ -104,7 +105,7 @@ static FROZEN_DELETE: Stmt = Stmt {
     args: &[],
 };
 
-/// One line changed: its order's delta, without transition-table SQL.
+/// The lines of one order changed: its delta, without transition-table SQL.
 static APPLY_ONE: Stmt = Stmt {
     sql: "UPDATE olaclick.orders SET total = total + $2 WHERE id = $1 AND status = 'initiated' RETURNING id",
     args: &[PgBuiltInOids::INT8OID, PgBuiltInOids::NUMERICOID],
@@ -192,29 +193,42 @@ fn order_details_totals<'a>(
     Ok(None)
 }
 
-/// When the statement changed one line of one order: that order and the
-/// change of its total.
+/// When every line the statement changed belongs to one order (what ORMs
+/// and an order's lines in one INSERT send): that order and the change of
+/// its total, new lines adding and old lines subtracting. `None` as soon as
+/// a second order (or a line without an amount) shows up.
 ///
 /// # Safety
 /// `data` is the trigger's own TriggerData.
 unsafe fn one_order_delta(data: &pg_sys::TriggerData) -> Option<(i64, AnyNumeric)> {
-    let amount = |line: &TransitionRow| -> Option<(i64, AnyNumeric)> {
-        let quantity = AnyNumeric::from(line.get::<i32>(c"quantity")?);
-        Some((
-            line.get::<i64>(c"order_id")?,
-            quantity * line.get::<AnyNumeric>(c"price")?,
-        ))
-    };
-    let old = TransitionRow::only(data.tg_oldtable, data.tg_relation);
-    let new = TransitionRow::only(data.tg_newtable, data.tg_relation);
-    match (old.as_ref().map(amount), new.as_ref().map(amount)) {
-        (None, Some(Some(new))) if data.tg_oldtable.is_null() => Some(new),
-        (Some(Some((order, old))), None) if data.tg_newtable.is_null() => {
-            Some((order, AnyNumeric::from(0) - old))
+    let mut order = None;
+    let mut delta = AnyNumeric::from(0);
+    for (table, adds) in [(data.tg_newtable, true), (data.tg_oldtable, false)] {
+        let all = TransitionRow::each(table, data.tg_relation, |line| {
+            let (Some(id), Some(quantity), Some(price)) = (
+                line.get::<i64>(c"order_id"),
+                line.get::<i32>(c"quantity"),
+                line.get::<AnyNumeric>(c"price"),
+            ) else {
+                return false;
+            };
+            if order.is_some_and(|o| o != id) {
+                return false;
+            }
+            order = Some(id);
+            let amount = AnyNumeric::from(quantity) * price;
+            delta = if adds {
+                delta.clone() + amount
+            } else {
+                delta.clone() - amount
+            };
+            true
+        });
+        if !all {
+            return None;
         }
-        (Some(Some((from, old))), Some(Some((to, new)))) if from == to => Some((to, new - old)),
-        _ => None,
     }
+    order.map(|o| (o, delta))
 }
 
 /// A total written to an order row (by orders_guard, src/status.rs): only

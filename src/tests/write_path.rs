@@ -354,4 +354,79 @@ mod tests {
             "37.50"
         );
     }
+
+    /// A statement over the lines of one order moves its total natively,
+    /// whatever the number of lines; one over two orders goes through SQL.
+    /// Both leave every total equal to its lines, and both refuse lines of a
+    /// sent order, writing nothing.
+    #[pg_test]
+    fn one_order_in_many_lines_and_many_orders_keep_totals_right() {
+        let a = tenant("a");
+        let (o1, o2, o3) = (a.order(), a.order(), a.order());
+        let p = a.product;
+        let product = |price: &str| -> i32 {
+            one(&format!(
+                "INSERT INTO olaclick.products (restaurant_id, name, price) VALUES ({}, 'p', {price}) RETURNING id",
+                a.restaurant
+            ))
+        };
+        let (p2, p3) = (product("0.10"), product("2.00"));
+        let lines = "olaclick.order_details";
+        let total = |o: i64| -> String {
+            one(&format!(
+                "SELECT total::text FROM olaclick.orders WHERE id = {o}"
+            ))
+        };
+        let right = || {
+            one::<i64>(
+                "SELECT count(*) FROM olaclick.orders o
+                 WHERE o.total <> (SELECT coalesce(sum(quantity * price), 0) FROM olaclick.order_details d WHERE d.order_id = o.id)",
+            ) == 0
+        };
+        // One order, three lines (one without a price): native.
+        assert_ok(&format!(
+            "INSERT INTO {lines} (order_id, product_id, quantity, price) VALUES ({o1}, {p}, 1, 10.00), ({o1}, {p2}, 3, 0.10), ({o1}, {p3}, 2, NULL)"
+        ));
+        assert_eq!(total(o1), "14.30");
+        // Two orders in one statement: SQL.
+        assert_ok(&format!(
+            "INSERT INTO {lines} (order_id, product_id, quantity) VALUES ({o2}, {p}, 1), ({o3}, {p2}, 5)"
+        ));
+        assert_eq!((total(o2), total(o3)), ("12.50".into(), "0.50".into()));
+        // Every line of one order, updated and then partly deleted: native.
+        assert_ok(&format!(
+            "UPDATE {lines} SET quantity = quantity + 1 WHERE order_id = {o1}"
+        ));
+        assert_eq!(total(o1), "26.40");
+        assert_ok(&format!(
+            "UPDATE {lines} SET quantity = quantity WHERE order_id = {o1}"
+        ));
+        assert_eq!(total(o1), "26.40");
+        assert_ok(&format!(
+            "DELETE FROM {lines} WHERE order_id = {o1} AND product_id IN ({p}, {p3})"
+        ));
+        assert_eq!(total(o1), "0.40");
+        assert!(right());
+
+        // A sent order's lines are frozen on both paths; nothing is written.
+        assert_ok(&format!(
+            "UPDATE olaclick.orders SET status = 'sent' WHERE id = {o3}"
+        ));
+        let count = || -> i64 { one(&format!("SELECT count(*) FROM {lines}")) };
+        let before = count();
+        for sql in [
+            format!("INSERT INTO {lines} (order_id, product_id, quantity) VALUES ({o3}, {p}, 1), ({o3}, {p3}, 1)"),
+            format!("INSERT INTO {lines} (order_id, product_id, quantity) VALUES ({o2}, {p3}, 1), ({o3}, {p}, 1)"),
+            format!("DELETE FROM {lines} WHERE order_id = {o3}"),
+        ] {
+            let message = assert_fails(&sql, "23514");
+            assert!(
+                message.contains(&format!("the lines of order {o3} are frozen")),
+                "{message}"
+            );
+        }
+        assert_eq!(count(), before);
+        assert_eq!((total(o2), total(o3)), ("12.50".into(), "0.50".into()));
+        assert!(right());
+    }
 }
