@@ -229,6 +229,71 @@ pub enum Total {
     Missing,
 }
 
+/// A row version olaclick's own total update wrote: the order, where the
+/// version is, and the (sub)transaction that wrote it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Written {
+    order: i64,
+    at: (pg_sys::BlockNumber, pg_sys::OffsetNumber),
+    xmin: pg_sys::TransactionId,
+}
+
+thread_local! {
+    /// The order version add_to_total wrote last. Its foreign-key checks ran
+    /// before add_to_total returned (its AFTER ROW triggers fire there), and
+    /// the referenced rows stay locked by this transaction.
+    static LAST_WRITTEN: std::cell::Cell<Option<Written>> = const { std::cell::Cell::new(None) };
+}
+
+/// Order `order`'s version in `slot`: where it is and the transaction that
+/// wrote it (`None` for a slot that can't tell, which is then re-checked).
+///
+/// # Safety
+/// `slot` holds a tuple read from the table.
+unsafe fn version_of(order: i64, slot: *mut pg_sys::TupleTableSlot) -> Option<Written> {
+    let getsysattr = (*(*slot).tts_ops).getsysattr?;
+    let mut isnull = true;
+    let xmin = pg_sys::ffi::pg_guard_ffi_boundary(|| {
+        getsysattr(slot, pg_sys::MinTransactionIdAttributeNumber, &mut isnull)
+    });
+    (!isnull).then(|| Written {
+        order,
+        at: pgrx::itemptr::item_pointer_get_both((*slot).tts_tid),
+        xmin: pg_sys::TransactionId::from(xmin.value() as u32),
+    })
+}
+
+/// Takes the foreign-key checks of the row's own keys out of `rri`'s
+/// trigger list (InitResultRelInfo's copy, this update's alone), unless one
+/// of them may be deferred: a deferred check of the version being replaced
+/// would find it dead at commit and skip it, leaving the keys unchecked.
+///
+/// # Safety
+/// `rri` was set up by `Executor::open` and is used for one update.
+unsafe fn skip_key_checks(rri: *mut pg_sys::ResultRelInfo) -> bool {
+    let desc = (*rri).ri_TrigDesc;
+    if desc.is_null() {
+        return true;
+    }
+    let n = (*desc).numtriggers as usize;
+    let triggers = std::slice::from_raw_parts_mut((*desc).triggers, n);
+    let checks_keys = |t: &pg_sys::Trigger| {
+        pg_sys::RI_FKey_trigger_type(t.tgfoid) == pg_sys::RI_TRIGGER_FK as i32
+    };
+    if triggers.iter().any(|t| checks_keys(t) && t.tgdeferrable) {
+        return false;
+    }
+    let mut kept = 0;
+    for i in 0..n {
+        if !checks_keys(&triggers[i]) {
+            triggers[kept] = triggers[i];
+            kept += 1;
+        }
+    }
+    (*desc).numtriggers = kept as i32;
+    true
+}
+
 /// `UPDATE olaclick.orders SET total = total + delta WHERE id = order AND
 /// status = 'initiated'`, as READ COMMITTED runs it, without SQL: the order
 /// is found by its primary key and locked FOR NO KEY UPDATE in its newest
@@ -240,6 +305,16 @@ pub enum Total {
 /// audit of derived rows are olaclick's own business (src/totals.rs). The
 /// caller runs this as the table's owner, inside the Totals scope, under
 /// READ COMMITTED (a transaction snapshot wants the SQL path's 40001).
+///
+/// The order's foreign keys are not checked again when the version replaced
+/// is the one the previous call wrote (an ORM adding a second and third
+/// line). PostgreSQL re-checks unchanged keys whenever the replaced version
+/// was written by the current transaction, because that version's own
+/// checks may still be queued (they would then find it dead and skip it);
+/// this one's ran inside the previous call, non-deferrably, and only
+/// `total` changes. Any other version (the order's insert, an
+/// application's UPDATE in this transaction) is re-checked as PostgreSQL
+/// would.
 pub fn add_to_total(
     order: i64,
     delta: &pgrx::AnyNumeric,
@@ -285,6 +360,7 @@ pub fn add_to_total(
             exec.finish();
             return (Total::Missing, None);
         }
+        let replaced = version_of(order, found);
         pg_sys::slot_getallattrs(found);
         let label = pgrx::enum_helper::lookup_enum_by_oid(pg_sys::Oid::from(
             (*(*found).tts_values.add(status)).value() as u32,
@@ -322,9 +398,20 @@ pub fn add_to_total(
             -1,
         );
         (*estate).es_snapshot = pg_sys::GetActiveSnapshot();
+        if replaced.is_some() && LAST_WRITTEN.get() == replaced {
+            skip_key_checks(exec.rri);
+        }
+        LAST_WRITTEN.set(None);
         pg_sys::AfterTriggerBeginQuery();
         pg_sys::ExecSimpleRelationUpdate(exec.rri, estate, &mut epq, found, new);
+        let written = Written {
+            order,
+            at: pgrx::itemptr::item_pointer_get_both((*new).tts_tid),
+            xmin: pg_sys::GetCurrentTransactionId(),
+        };
         pg_sys::AfterTriggerEndQuery(estate);
+        // Only now: the checks of the version written have run.
+        LAST_WRITTEN.set(Some(written));
         pg_sys::EvalPlanQualEnd(&mut epq);
         let rows = crate::gucs::AUDIT_DERIVED.get().then(|| {
             (

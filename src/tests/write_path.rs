@@ -429,4 +429,56 @@ mod tests {
         assert_eq!((total(o2), total(o3)), ("12.50".into(), "0.50".into()));
         assert!(right());
     }
+
+    /// Lines added one statement each skip re-checking the order's keys on
+    /// a version olaclick's previous total update wrote (its checks ran
+    /// then), and only there: a key the application changes in the
+    /// statement adding a line, or a deferred key, is still caught.
+    #[pg_test]
+    fn an_order_with_a_bad_key_is_caught_however_its_lines_arrive() {
+        let a = tenant("a");
+        let product = |price: &str| -> i32 {
+            one(&format!(
+                "INSERT INTO olaclick.products (restaurant_id, name, price) VALUES ({}, 'p', {price}) RETURNING id",
+                a.restaurant
+            ))
+        };
+        let products = [a.product, product("1"), product("2")];
+        let line = |order: i64, p: i32| {
+            format!("INSERT INTO olaclick.order_details (order_id, product_id, quantity) VALUES ({order}, {p}, 1)")
+        };
+        let order = a.order();
+        assert_ok(&line(order, products[0]));
+        assert_ok(&line(order, products[1]));
+        let message = assert_fails(
+            &format!(
+                "WITH moved AS (UPDATE olaclick.orders SET branch_id = 999999 WHERE id = {order} RETURNING id)
+                 INSERT INTO olaclick.order_details (order_id, product_id, quantity) SELECT id, {}, 1 FROM moved",
+                products[2]
+            ),
+            "23503",
+        );
+        assert!(
+            message.contains("orders_restaurant_id_branch_id_fkey"),
+            "{message}"
+        );
+
+        Spi::run(
+            "ALTER TABLE olaclick.orders ALTER CONSTRAINT orders_restaurant_id_branch_id_fkey
+             DEFERRABLE INITIALLY DEFERRED",
+        )
+        .unwrap();
+        let bad: i64 = one(&format!(
+            "INSERT INTO olaclick.orders (restaurant_id, client_id, branch_id) VALUES ({}, {}, 999999) RETURNING id",
+            a.restaurant, a.client
+        ));
+        for p in products {
+            assert_ok(&line(bad, p));
+        }
+        let message = assert_fails("SET CONSTRAINTS ALL IMMEDIATE", "23503");
+        assert!(
+            message.contains("orders_restaurant_id_branch_id_fkey"),
+            "{message}"
+        );
+    }
 }
