@@ -270,10 +270,10 @@ unsafe fn version_of(order: i64, slot: *mut pg_sys::TupleTableSlot) -> Option<Wr
 ///
 /// # Safety
 /// `rri` was set up by `Executor::open` and is used for one update.
-unsafe fn skip_key_checks(rri: *mut pg_sys::ResultRelInfo) -> bool {
+unsafe fn skip_key_checks(rri: *mut pg_sys::ResultRelInfo) {
     let desc = (*rri).ri_TrigDesc;
     if desc.is_null() {
-        return true;
+        return;
     }
     let n = (*desc).numtriggers as usize;
     let triggers = std::slice::from_raw_parts_mut((*desc).triggers, n);
@@ -281,7 +281,7 @@ unsafe fn skip_key_checks(rri: *mut pg_sys::ResultRelInfo) -> bool {
         pg_sys::RI_FKey_trigger_type(t.tgfoid) == pg_sys::RI_TRIGGER_FK as i32
     };
     if triggers.iter().any(|t| checks_keys(t) && t.tgdeferrable) {
-        return false;
+        return;
     }
     let mut kept = 0;
     for i in 0..n {
@@ -291,7 +291,6 @@ unsafe fn skip_key_checks(rri: *mut pg_sys::ResultRelInfo) -> bool {
         }
     }
     (*desc).numtriggers = kept as i32;
-    true
 }
 
 /// `UPDATE olaclick.orders SET total = total + delta WHERE id = order AND
