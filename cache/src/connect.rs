@@ -62,13 +62,20 @@ async fn connect_with(
 ) -> Result<(Client, PgConnection), String> {
     let mut pg: tokio_postgres::Config = url.parse().map_err(|e| config.scrub_error(e))?;
     pg.application_name(format!("{APPLICATION_NAME}-{role}"));
-    if pg.get_connect_timeout().is_none() {
-        pg.connect_timeout(Duration::from_secs(5));
+    // libpq's connect_timeout bounds the whole attempt, TLS and
+    // authentication included; tokio-postgres applies it to the socket only,
+    // so a server that accepts and then says nothing would hold the caller
+    // (the invalidator: no retry, no health checks) for good.
+    let limit = *pg.get_connect_timeout().unwrap_or(&CONNECT_TIMEOUT);
+    pg.connect_timeout(limit);
+    match tokio::time::timeout(limit, pg.connect(tls)).await {
+        Ok(connected) => connected.map_err(|e| with_reason(config.scrub_error(e))),
+        Err(_) => Err(format!("no answer within {limit:?} (connect_timeout)")),
     }
-    pg.connect(tls)
-        .await
-        .map_err(|e| with_reason(config.scrub_error(e)))
 }
+
+/// connect_timeout when DATABASE_URL gives none (libpq would wait forever).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Whether the server is a standby, driving the connection while asking
 /// (the caller owns it and hasn't spawned it yet).
@@ -116,10 +123,17 @@ pub async fn postgres(config: &Config, role: &str) -> Result<(Client, PgConnecti
                 continue;
             }
         };
-        let standby = match in_recovery(&client, &mut connection).await {
-            Ok(standby) => standby,
-            Err(e) => {
+        let asked = in_recovery(&client, &mut connection);
+        let standby = match tokio::time::timeout(CONNECT_TIMEOUT, asked).await {
+            Ok(Ok(standby)) => standby,
+            Ok(Err(e)) => {
                 failures.push(format!("{host}: {}", config.scrub(format!("{e:#}"))));
+                continue;
+            }
+            Err(_) => {
+                failures.push(format!(
+                    "{host}: pg_is_in_recovery() got no answer within {CONNECT_TIMEOUT:?}"
+                ));
                 continue;
             }
         };

@@ -412,9 +412,15 @@ async fn listen(config: &Config) -> Result<Listener> {
             }
         }
     });
-    client
-        .batch_execute(&format!("LISTEN {}", quote_ident(&config.channel)))
+    let listen = format!("LISTEN {}", quote_ident(&config.channel));
+    tokio::time::timeout(ANSWER_TIMEOUT, client.batch_execute(&listen))
         .await
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "PostgreSQL at {}: LISTEN got no answer within {ANSWER_TIMEOUT:?}",
+                config.shown().0
+            )
+        })?
         .map_err(|e| {
             anyhow::anyhow!(
                 "PostgreSQL at {}: LISTEN failed: {}",

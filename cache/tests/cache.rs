@@ -391,15 +391,20 @@ impl Env {
         PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{}.log", self.db))
     }
 
-    async fn spawn_invalidator(&mut self, mut command: Command) {
-        let mut con = self.redis.con().await;
-        let before = generation(&mut con).await;
+    /// Starts `command` as the invalidator, logging to `log()`.
+    fn launch(&mut self, mut command: Command) {
         let log = std::fs::File::create(self.log()).unwrap();
         command
             .arg("invalidate")
             .env("OLACLICK_CACHE_LOG", "olaclick_cache=debug,info")
             .stderr(log);
         self.invalidator = Some(command.spawn().unwrap());
+    }
+
+    async fn spawn_invalidator(&mut self, command: Command) {
+        let mut con = self.redis.con().await;
+        let before = generation(&mut con).await;
+        self.launch(command);
         eventually("the invalidator listens", || async {
             generation(&mut self.redis.con().await).await > before
         })
@@ -1453,4 +1458,51 @@ async fn the_statuses_are_the_catalog_enum() {
         .await
         .unwrap();
     assert_eq!(row.get::<_, String>(0), olaclick_cache::STATUSES.join(","));
+}
+
+/// A PostgreSQL that accepts connections and then says nothing (a node half
+/// up during a failover) is given up after connect_timeout, as libpq would,
+/// and tried again; Redis is connected and checked meanwhile.
+#[tokio::test]
+async fn a_server_that_never_answers_is_given_up_and_tried_again() {
+    let mut env = Env::new("silent").await;
+    // Connections wait in its backlog: accepted by the kernel, never answered.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!(
+        "postgresql://{ROLE}:{}@127.0.0.1:{}/{}?sslmode=disable&connect_timeout=1",
+        enc(ROLE_PASSWORD),
+        silent.local_addr().unwrap().port(),
+        env.db
+    );
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let mut command = env.command();
+    command
+        .env("DATABASE_URL", url)
+        .env("OLACLICK_METRICS_ADDR", addr.to_string());
+    env.launch(command);
+    eventually("metrics are served", || async {
+        tokio::net::TcpStream::connect(addr).await.is_ok()
+    })
+    .await;
+    let text = scrape_until(addr, "a second attempt has timed out", |t| {
+        sample(t, "olaclick_cache_errors_total{kind=\"postgres_connect\"}") >= 2.0
+    })
+    .await;
+    assert_eq!(
+        sample(&text, "olaclick_cache_connected{target=\"postgres\"}"),
+        0.0
+    );
+    assert_eq!(
+        sample(&text, "olaclick_cache_connected{target=\"redis\"}"),
+        1.0
+    );
+    let (status, _, body) = http_get(addr, "/healthz").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.contains("postgres: down: ")
+            && body.contains("no answer within 1s (connect_timeout)")
+            && body.contains("redis: up")
+            && !body.contains(ROLE_PASSWORD),
+        "{body}"
+    );
 }
