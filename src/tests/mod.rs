@@ -126,4 +126,12 @@ impl Tenant {
             self.restaurant, self.client, self.branch
         ))
     }
+
+    /// Another product of this tenant, at `price` (SQL: '12.50', 'NULL'...).
+    pub fn new_product(&self, price: &str) -> i32 {
+        one(&format!(
+            "INSERT INTO olaclick.products (restaurant_id, name, price) VALUES ({}, 'p', {price}) RETURNING id",
+            self.restaurant
+        ))
+    }
 }

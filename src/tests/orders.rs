@@ -1,7 +1,7 @@
 //! The order guarantees of the contract, rule by rule, with their SQLSTATEs.
 #[pgrx::pg_schema]
 mod tests {
-    use crate::tests::{assert_fails, assert_ok, one, tenant, Tenant};
+    use crate::tests::{assert_fails, assert_ok, one, tenant};
     use pgrx::prelude::*;
 
     fn history(order: i64) -> String {
@@ -21,13 +21,6 @@ mod tests {
     fn sum_of_lines(order: i64) -> String {
         one::<String>(&format!(
             "SELECT coalesce(sum(quantity * price), 0)::numeric(14,2)::text FROM olaclick.order_details WHERE order_id = {order}"
-        ))
-    }
-
-    fn product(t: &Tenant, price: &str) -> i32 {
-        one(&format!(
-            "INSERT INTO olaclick.products (restaurant_id, name, price) VALUES ({}, 'p', {price}) RETURNING id",
-            t.restaurant
         ))
     }
 
@@ -161,7 +154,7 @@ mod tests {
         let a = tenant("a");
         let order = a.order();
         let other = a.order();
-        let p2 = product(&a, "3.25");
+        let p2 = a.new_product("3.25");
         let lines = "olaclick.order_details";
         assert_ok(&format!("INSERT INTO {lines} (order_id, product_id, quantity, price) VALUES ({order}, {}, 2, 10), ({order}, {p2}, 3, 1.5)", a.product));
         assert_eq!(total(order), "24.50");
@@ -230,7 +223,7 @@ mod tests {
     fn lines_of_a_sent_order_are_frozen() {
         let a = tenant("a");
         let order = a.order();
-        let p2 = product(&a, "1");
+        let p2 = a.new_product("1");
         assert_ok(&format!("INSERT INTO olaclick.order_details (order_id, product_id, quantity) VALUES ({order}, {}, 1)", a.product));
         assert_ok(&set_status(order, "sent"));
         let message = assert_fails(

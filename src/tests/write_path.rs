@@ -364,13 +364,7 @@ mod tests {
         let a = tenant("a");
         let (o1, o2, o3) = (a.order(), a.order(), a.order());
         let p = a.product;
-        let product = |price: &str| -> i32 {
-            one(&format!(
-                "INSERT INTO olaclick.products (restaurant_id, name, price) VALUES ({}, 'p', {price}) RETURNING id",
-                a.restaurant
-            ))
-        };
-        let (p2, p3) = (product("0.10"), product("2.00"));
+        let (p2, p3) = (a.new_product("0.10"), a.new_product("2.00"));
         let lines = "olaclick.order_details";
         let total = |o: i64| -> String {
             one(&format!(
@@ -437,13 +431,7 @@ mod tests {
     #[pg_test]
     fn an_order_with_a_bad_key_is_caught_however_its_lines_arrive() {
         let a = tenant("a");
-        let product = |price: &str| -> i32 {
-            one(&format!(
-                "INSERT INTO olaclick.products (restaurant_id, name, price) VALUES ({}, 'p', {price}) RETURNING id",
-                a.restaurant
-            ))
-        };
-        let products = [a.product, product("1"), product("2")];
+        let products = [a.product, a.new_product("1"), a.new_product("2")];
         let line = |order: i64, p: i32| {
             format!("INSERT INTO olaclick.order_details (order_id, product_id, quantity) VALUES ({order}, {p}, 1)")
         };
