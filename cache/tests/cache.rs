@@ -973,12 +973,19 @@ async fn a_rotated_password_is_picked_up_on_reconnection() {
 }
 
 impl Env {
-    /// Starts the invalidator serving metrics on a free loopback port, and
-    /// returns the address.
-    async fn start_invalidator_with_metrics(&mut self) -> std::net::SocketAddr {
+    /// The invalidator's command, serving metrics on a free loopback port,
+    /// and that address.
+    fn command_with_metrics(&self) -> (Command, std::net::SocketAddr) {
         let addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let mut command = self.command();
         command.env("OLACLICK_METRICS_ADDR", addr.to_string());
+        (command, addr)
+    }
+
+    /// Starts the invalidator serving metrics on a free loopback port, and
+    /// returns the address.
+    async fn start_invalidator_with_metrics(&mut self) -> std::net::SocketAddr {
+        let (command, addr) = self.command_with_metrics();
         self.spawn_invalidator(command).await;
         addr
     }
@@ -1474,11 +1481,8 @@ async fn a_server_that_never_answers_is_given_up_and_tried_again() {
         silent.local_addr().unwrap().port(),
         env.db
     );
-    let addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let mut command = env.command();
-    command
-        .env("DATABASE_URL", url)
-        .env("OLACLICK_METRICS_ADDR", addr.to_string());
+    let (mut command, addr) = env.command_with_metrics();
+    command.env("DATABASE_URL", url);
     env.launch(command);
     eventually("metrics are served", || async {
         tokio::net::TcpStream::connect(addr).await.is_ok()
