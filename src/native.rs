@@ -17,6 +17,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ffi::CStr;
+use std::rc::Rc;
 
 use pgrx::pg_sys::{self, Datum, Oid};
 use pgrx::prelude::*;
@@ -49,17 +50,128 @@ struct Target {
     sequence: Oid,
 }
 
+/// A target's CHECK constraints and column defaults, read from the catalog
+/// and simplified once per backend: what PostgreSQL does again for every
+/// ResultRelInfo (ExecRelCheck: stringToNode and expression_planner for each
+/// constraint) and every default (build_column_default, ExecPrepareExpr),
+/// which was most of the cost of a natively written row's set-up. Each
+/// write compiles these trees into its own executor state; an executor
+/// holds its `Rc` until it is finished, so a relcache invalidation that
+/// forgets the entry mid-write frees nothing in use.
+struct Planned {
+    /// Owns the trees below.
+    context: pg_sys::MemoryContext,
+    /// One per CHECK constraint, in the order of the relation's
+    /// `constr->check` (what `ri_ConstraintExprs` is indexed by); null for a
+    /// constraint not yet valid, which PostgreSQL doesn't enforce either.
+    checks: Vec<*mut pg_sys::Expr>,
+    /// Per column: its default, or null (none, or a dropped column).
+    defaults: Vec<*mut pg_sys::Expr>,
+}
+
+impl Drop for Planned {
+    fn drop(&mut self) {
+        // While an error unwinds PostgreSQL is not called: the context stays
+        // (a few hundred bytes under CacheMemoryContext, once).
+        if !std::thread::panicking() {
+            // SAFETY: the context is this entry's own and nothing else
+            // points into it once the last `Rc` is gone.
+            unsafe { pg_sys::MemoryContextDelete(self.context) };
+        }
+    }
+}
+
 thread_local! {
     static TARGETS: RefCell<HashMap<Table, Target>> = RefCell::new(HashMap::new());
+    static PLANNED: RefCell<HashMap<Oid, Rc<Planned>>> = RefCell::new(HashMap::new());
 }
 
 /// Forgets what was looked up about `relid` (every table, for InvalidOid).
+/// Called from a relcache invalidation callback: frees memory, reads nothing.
 pub fn forget(relid: Oid) {
     TARGETS.with(|targets| {
         targets
             .borrow_mut()
             .retain(|_, t| relid != Oid::INVALID && t.relid != relid)
     });
+    // Taken out first, dropped after the borrow ends.
+    let forgotten: Vec<Rc<Planned>> = PLANNED.with(|planned| {
+        let mut planned = planned.borrow_mut();
+        let keys: Vec<Oid> = planned
+            .keys()
+            .copied()
+            .filter(|k| relid == Oid::INVALID || *k == relid)
+            .collect();
+        keys.iter().filter_map(|k| planned.remove(k)).collect()
+    });
+    drop(forgotten);
+}
+
+/// The planned constraints and defaults of the open relation `rel`, planned
+/// now if not kept (or kept for a different shape of the table).
+///
+/// # Safety
+/// `rel` is open and locked, so its constraints and columns can't change
+/// while the returned trees are used.
+unsafe fn planned(rel: pg_sys::Relation) -> Rc<Planned> {
+    let relid = (*rel).rd_id;
+    let desc = (*rel).rd_att;
+    let natts = (*desc).natts as usize;
+    let constr = (*desc).constr;
+    let ncheck = if constr.is_null() {
+        0
+    } else {
+        (*constr).num_check as usize
+    };
+    if let Some(kept) = PLANNED.with(|p| p.borrow().get(&relid).cloned()) {
+        if kept.checks.len() == ncheck && kept.defaults.len() == natts {
+            return kept;
+        }
+    }
+    // Built in a context of the caller's until complete: an error part way
+    // leaves nothing behind in CacheMemoryContext.
+    let context = pg_sys::AllocSetContextCreateInternal(
+        pg_sys::CurrentMemoryContext,
+        c"olaclick planned target".as_ptr(),
+        pg_sys::ALLOCSET_SMALL_MINSIZE as _,
+        pg_sys::ALLOCSET_SMALL_INITSIZE as _,
+        pg_sys::ALLOCSET_SMALL_MAXSIZE as _,
+    );
+    let old = pg_sys::MemoryContextSwitchTo(context);
+    let checks = (0..ncheck)
+        .map(|i| {
+            let check = &*(*constr).check.add(i);
+            if check.ccvalid {
+                pg_sys::expression_planner(pg_sys::stringToNode(check.ccbin).cast())
+            } else {
+                std::ptr::null_mut()
+            }
+        })
+        .collect();
+    let defaults = (0..natts)
+        .map(|i| {
+            let attr = (*desc).attrs.as_slice(natts)[i];
+            let default = if attr.attisdropped {
+                std::ptr::null_mut()
+            } else {
+                pg_sys::build_column_default(rel, i as i32 + 1)
+            };
+            if default.is_null() {
+                std::ptr::null_mut()
+            } else {
+                pg_sys::expression_planner(default.cast())
+            }
+        })
+        .collect();
+    pg_sys::MemoryContextSwitchTo(old);
+    pg_sys::MemoryContextSetParent(context, pg_sys::CacheMemoryContext);
+    let planned = Rc::new(Planned {
+        context,
+        checks,
+        defaults,
+    });
+    PLANNED.with(|p| p.borrow_mut().insert(relid, planned.clone()));
+    planned
 }
 
 fn target(table: Table) -> Target {
@@ -100,6 +212,8 @@ struct Executor {
     rel: pg_sys::Relation,
     estate: *mut pg_sys::EState,
     rri: *mut pg_sys::ResultRelInfo,
+    /// The trees this executor's constraints and defaults are compiled from.
+    planned: Rc<Planned>,
 }
 
 impl Executor {
@@ -123,7 +237,42 @@ impl Executor {
             pg_sys::lappend((*estate).es_opened_result_relations, rri.cast());
         (*estate).es_output_cid = pg_sys::GetCurrentCommandId(true);
         pg_sys::ExecOpenIndices(rri, false);
-        Executor { rel, estate, rri }
+        let planned = planned(rel);
+        // What ExecRelCheck would build on the first row, from kept trees.
+        let ncheck = planned.checks.len();
+        if ncheck > 0 {
+            let old = pg_sys::MemoryContextSwitchTo((*estate).es_query_cxt);
+            let exprs = pg_sys::palloc0(ncheck * std::mem::size_of::<*mut pg_sys::ExprState>())
+                .cast::<*mut pg_sys::ExprState>();
+            for (i, check) in planned.checks.iter().enumerate() {
+                if !check.is_null() {
+                    *exprs.add(i) = pg_sys::ExecInitExpr(*check, std::ptr::null_mut());
+                }
+            }
+            (*rri).ri_ConstraintExprs = exprs;
+            pg_sys::MemoryContextSwitchTo(old);
+        }
+        Executor {
+            rel,
+            estate,
+            rri,
+            planned,
+        }
+    }
+
+    /// Column `i`'s default, compiled for this executor (`None` without one).
+    ///
+    /// # Safety
+    /// `self` is open and `i` is one of the relation's columns.
+    unsafe fn default(&self, i: usize) -> Option<*mut pg_sys::ExprState> {
+        let tree = *self.planned.defaults.get(i)?;
+        if tree.is_null() {
+            return None;
+        }
+        let old = pg_sys::MemoryContextSwitchTo((*self.estate).es_query_cxt);
+        let state = pg_sys::ExecInitExpr(tree, std::ptr::null_mut());
+        pg_sys::MemoryContextSwitchTo(old);
+        Some(state)
     }
 
     /// A virtual slot of the table's row type, all NULL.
@@ -202,9 +351,7 @@ pub fn insert(table: Table, columns: &[(&CStr, Option<Datum>)]) -> Datum {
             if attr.attisdropped {
                 continue;
             }
-            let default = pg_sys::build_column_default(rel, i as i32 + 1);
-            if !default.is_null() {
-                let state = pg_sys::ExecPrepareExpr(default.cast(), estate);
+            if let Some(state) = exec.default(i) {
                 let context = pg_sys::MakePerTupleExprContext(estate);
                 values[i] = pg_sys::ExecEvalExprSwitchContext(state, context, &mut nulls[i]);
             }

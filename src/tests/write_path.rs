@@ -272,6 +272,76 @@ mod tests {
         );
     }
 
+    /// A target's constraints are read and simplified once per backend and
+    /// again when a DBA changes the table: a CHECK added after olaclick wrote
+    /// history, audit rows and totals natively is enforced on its next
+    /// native write of each (23514, nothing written), and one replaced by
+    /// another (as many constraints as before) no longer is.
+    #[pg_test]
+    fn checks_added_after_native_writes_are_enforced_and_dropped_ones_not() {
+        let a = tenant("a");
+        let order = a.order();
+        let line = |product: i32| {
+            format!(
+                "INSERT INTO olaclick.order_details (order_id, product_id, quantity) VALUES ({order}, {product}, 1)"
+            )
+        };
+        assert_ok(&line(a.product));
+        let second = a.new_product("12.50");
+        let send = format!("UPDATE olaclick.orders SET status = 'sent' WHERE id = {order}");
+        let counts = || {
+            one::<String>(&format!(
+                "SELECT (SELECT count(*) FROM olaclick.order_status_history WHERE order_id = {order})
+                        || '/' || (SELECT count(*) FROM olaclick.audit_log)
+                        || '/' || (SELECT total FROM olaclick.orders WHERE id = {order})"
+            ))
+        };
+        let before = counts();
+
+        Spi::run("ALTER TABLE olaclick.orders ADD CONSTRAINT t_small CHECK (total < 20)").unwrap();
+        let message = assert_fails(&line(second), "23514");
+        assert!(message.contains("t_small"), "{message}");
+        Spi::run("ALTER TABLE olaclick.orders DROP CONSTRAINT t_small").unwrap();
+
+        Spi::run(
+            "ALTER TABLE olaclick.audit_log ADD CONSTRAINT t_no_update CHECK (op <> 'UPDATE')",
+        )
+        .unwrap();
+        let message = assert_fails(&send, "23514");
+        assert!(message.contains("t_no_update"), "{message}");
+        Spi::run("ALTER TABLE olaclick.audit_log DROP CONSTRAINT t_no_update").unwrap();
+
+        Spi::run("ALTER TABLE olaclick.order_status_history ADD CONSTRAINT t_no_sent CHECK (status <> 'sent')").unwrap();
+        let message = assert_fails(&send, "23514");
+        assert!(message.contains("t_no_sent"), "{message}");
+        assert_eq!(counts(), before, "a refused write left something behind");
+        assert_ok(&line(second));
+        // As many constraints as before, another one: planned again all the same.
+        Spi::run(
+            "ALTER TABLE olaclick.order_status_history DROP CONSTRAINT t_no_sent,
+               ADD CONSTRAINT t_no_delivered CHECK (status <> 'delivered')",
+        )
+        .unwrap();
+        assert_ok(&send);
+        let message = assert_fails(
+            &format!("UPDATE olaclick.orders SET status = 'delivered' WHERE id = {order}"),
+            "23514",
+        );
+        assert!(message.contains("t_no_delivered"), "{message}");
+        assert_eq!(
+            one::<String>(&format!(
+                "SELECT string_agg(status::text, ',' ORDER BY id) FROM olaclick.order_status_history WHERE order_id = {order}"
+            )),
+            "initiated,sent"
+        );
+        assert_eq!(
+            one::<String>(&format!(
+                "SELECT total::text FROM olaclick.orders WHERE id = {order}"
+            )),
+            "25.00"
+        );
+    }
+
     /// An audit id already taken (a sequence set back by hand) fails with
     /// 23505, not an internal error, and the change is undone.
     #[pg_test]
