@@ -304,7 +304,9 @@ impl Executor {
 /// Inserts one row into `table`, giving the named columns (`None` is NULL);
 /// `id` is drawn from its identity sequence and every other column takes its
 /// default. Returns the row written, as a composite datum. The caller runs
-/// this with the rights of the table's owner.
+/// this with the rights of the table's owner. A history row is written only
+/// for an order version the caller's statement wrote: its key to that order
+/// is checked by `order_key`, the others by PostgreSQL.
 pub fn insert(table: Table, columns: &[(&CStr, Option<Datum>)]) -> Datum {
     let target = target(table);
     // SAFETY: Executor documents the set-up; the slot's arrays have `natts`
@@ -357,9 +359,24 @@ pub fn insert(table: Table, columns: &[(&CStr, Option<Datum>)]) -> Datum {
             }
         }
         pg_sys::ExecStoreVirtualTuple(slot);
+        let orders = (table == Table::History).then(|| self::target(Table::Orders).relid);
+        let order_key = orders.and_then(|orders| order_key::take_out(exec.rri, orders));
         pg_sys::AfterTriggerBeginQuery();
         pg_sys::ExecSimpleRelationInsert(exec.rri, estate, slot);
         pg_sys::AfterTriggerEndQuery(estate);
+        if let (Some(key), Some(orders)) = (order_key, orders) {
+            let value = |name: &CStr| {
+                let i = pg_sys::SPI_fnumber(desc, name.as_ptr()) as usize - 1;
+                (!nulls[i]).then(|| values[i])
+            };
+            order_key::check(
+                rel,
+                key,
+                orders,
+                value(c"restaurant_id"),
+                value(c"order_id"),
+            );
+        }
         let row = pg_sys::ExecFetchSlotHeapTupleDatum(slot);
         exec.finish();
         row
@@ -410,34 +427,195 @@ unsafe fn version_of(order: i64, slot: *mut pg_sys::TupleTableSlot) -> Option<Wr
     })
 }
 
-/// Takes the foreign-key checks of the row's own keys out of `rri`'s
-/// trigger list (InitResultRelInfo's copy, this update's alone), unless one
-/// of them may be deferred: a deferred check of the version being replaced
-/// would find it dead at commit and skip it, leaving the keys unchecked.
+/// Takes the foreign-key checks of the row's keys (to table `to` only, when
+/// given) out of `rri`'s trigger list (InitResultRelInfo's copy, this
+/// write's alone), unless one of them may be deferred: a deferred check of
+/// the version being replaced would find it dead at commit and skip it,
+/// leaving the keys unchecked. Returns the constraints whose checks it took
+/// out (none when it took none).
 ///
 /// # Safety
-/// `rri` was set up by `Executor::open` and is used for one update.
-unsafe fn skip_key_checks(rri: *mut pg_sys::ResultRelInfo) {
+/// `rri` was set up by `Executor::open` and is used for one write.
+unsafe fn skip_key_checks(rri: *mut pg_sys::ResultRelInfo, to: Option<Oid>) -> Vec<Oid> {
     let desc = (*rri).ri_TrigDesc;
     if desc.is_null() {
-        return;
+        return Vec::new();
     }
     let n = (*desc).numtriggers as usize;
     let triggers = std::slice::from_raw_parts_mut((*desc).triggers, n);
     let checks_keys = |t: &pg_sys::Trigger| {
         pg_sys::RI_FKey_trigger_type(t.tgfoid) == pg_sys::RI_TRIGGER_FK as i32
+            && to.is_none_or(|to| t.tgconstrrelid == to)
     };
     if triggers.iter().any(|t| checks_keys(t) && t.tgdeferrable) {
-        return;
+        return Vec::new();
     }
+    let mut skipped = Vec::new();
     let mut kept = 0;
     for i in 0..n {
-        if !checks_keys(&triggers[i]) {
+        if checks_keys(&triggers[i]) {
+            skipped.push(triggers[i].tgconstraint);
+        } else {
             triggers[kept] = triggers[i];
             kept += 1;
         }
     }
     (*desc).numtriggers = kept as i32;
+    skipped
+}
+
+/// The history row's key to its order, checked without SQL.
+///
+/// olaclick writes a history row only for an order version the statement
+/// itself just wrote (inserted, or updated to a new status), so the order is
+/// this transaction's: an insert no one else sees yet, or a version others
+/// must wait on to change or delete. PostgreSQL's check would run `SELECT 1
+/// FROM orders WHERE (restaurant_id, id) = ... FOR KEY SHARE` through SPI and
+/// lock a row this transaction already holds. What can still happen is that
+/// the statement itself removed the order before its history was written (a
+/// cascade from another table, a table owner's AFTER ROW trigger): so the
+/// order is looked up by its primary key as the transaction sees it now, its
+/// own changes included (SnapshotSelf), and a history row whose order is gone
+/// fails as PostgreSQL's check would, with 23503. Only the table's own key to
+/// orders, non-deferrable, as olaclick created it, is checked here; any
+/// other shape is left to PostgreSQL.
+mod order_key {
+    use super::*;
+
+    /// The name olaclick gives the key (sql/schema.sql).
+    const NAME: &CStr = c"order_status_history_restaurant_id_order_id_fkey";
+
+    /// Takes the history row's check of its order out of `rri` if it is
+    /// olaclick's own key; returns it when it did.
+    ///
+    /// # Safety
+    /// As for `skip_key_checks`.
+    pub unsafe fn take_out(rri: *mut pg_sys::ResultRelInfo, orders: Oid) -> Option<Oid> {
+        let desc = (*rri).ri_TrigDesc;
+        if desc.is_null() {
+            return None;
+        }
+        let triggers = std::slice::from_raw_parts((*desc).triggers, (*desc).numtriggers as usize);
+        // One constraint (its insert and update checks are two triggers).
+        let mut keys: Vec<Oid> = triggers
+            .iter()
+            .filter(|t| {
+                pg_sys::RI_FKey_trigger_type(t.tgfoid) == pg_sys::RI_TRIGGER_FK as i32
+                    && t.tgconstrrelid == orders
+            })
+            .map(|t| t.tgconstraint)
+            .collect();
+        keys.sort_by_key(|k| k.to_u32());
+        keys.dedup();
+        let [key] = keys.as_slice() else {
+            return None;
+        };
+        let name = pg_sys::get_constraint_name(*key);
+        if name.is_null() || CStr::from_ptr(name) != NAME {
+            return None;
+        }
+        let key = *key;
+        (!skip_key_checks(rri, Some(orders)).is_empty()).then_some(key)
+    }
+
+    /// Fails with 23503, as PostgreSQL's check would, unless `orders` has a
+    /// row with id `order` and restaurant_id `restaurant`, as this
+    /// transaction sees it now.
+    ///
+    /// # Safety
+    /// `history` is the open history table; `key` the constraint taken out.
+    pub unsafe fn check(
+        history: pg_sys::Relation,
+        key: Oid,
+        orders: Oid,
+        restaurant: Option<Datum>,
+        order: Option<Datum>,
+    ) {
+        // A NULL in the key passes, as MATCH SIMPLE lets it (NOT NULL
+        // refuses it first in olaclick's table).
+        let (Some(restaurant), Some(order)) = (restaurant, order) else {
+            return;
+        };
+        let (restaurant, order) = (
+            i32::from_datum(restaurant, false).unwrap_or_default(),
+            i64::from_datum(order, false).unwrap_or_default(),
+        );
+        if found(orders, restaurant, order) {
+            return;
+        }
+        let name = pg_sys::get_constraint_name(key);
+        let name = if name.is_null() {
+            NAME.to_string_lossy()
+        } else {
+            CStr::from_ptr(name).to_string_lossy()
+        };
+        let table = CStr::from_ptr(pg_sys::get_rel_name((*history).rd_id)).to_string_lossy();
+        crate::error::refuse(
+            PgSqlErrorCode::ERRCODE_FOREIGN_KEY_VIOLATION,
+            format!("insert or update on table \"{table}\" violates foreign key constraint \"{name}\""),
+            format!("Key (restaurant_id, order_id)=({restaurant}, {order}) is not present in table \"orders\"."),
+            "The order was deleted (or its key changed) by the same statement that changed it, before its history was written.".into(),
+        );
+    }
+
+    /// Whether `orders` has a row (restaurant, order), this transaction's
+    /// own changes included.
+    unsafe fn found(orders: Oid, restaurant: i32, order: i64) -> bool {
+        let rel = pg_sys::table_open(orders, pg_sys::AccessShareLock as _);
+        let desc = (*rel).rd_att;
+        let id = pg_sys::SPI_fnumber(desc, c"id".as_ptr());
+        let tenant = pg_sys::SPI_fnumber(desc, c"restaurant_id".as_ptr());
+        let index_oid = pg_sys::RelationGetPrimaryKeyIndex(rel);
+        let index = (index_oid != Oid::INVALID)
+            .then(|| pg_sys::index_open(index_oid, pg_sys::AccessShareLock as _));
+        let by_id = index.is_some_and(|index| {
+            let form = (*index).rd_index;
+            (*form).indnkeyatts == 1 && *(*form).indkey.values.as_ptr() == id as i16
+        });
+        let result = if let (Some(index), true) = (index, by_id) {
+            let slot = pg_sys::MakeSingleTupleTableSlot(desc, pg_sys::table_slot_callbacks(rel));
+            let mut key: pg_sys::ScanKeyData = std::mem::zeroed();
+            pg_sys::ScanKeyInit(
+                &mut key,
+                1,
+                pg_sys::BTEqualStrategyNumber as _,
+                pg_sys::Oid::from(pg_sys::F_INT8EQ),
+                order.into_datum().unwrap_or(Datum::from(0)),
+            );
+            let scan = pg_sys::index_beginscan(rel, index, &raw mut pg_sys::SnapshotSelfData, 1, 0);
+            pg_sys::index_rescan(scan, &mut key, 1, std::ptr::null_mut(), 0);
+            let mut found = false;
+            while pg_sys::index_getnext_slot(
+                scan,
+                pg_sys::ScanDirection::ForwardScanDirection,
+                slot,
+            ) {
+                let mut isnull = true;
+                let value = pg_sys::slot_getattr(slot, tenant, &mut isnull);
+                if !isnull && i32::from_datum(value, false) == Some(restaurant) {
+                    found = true;
+                    break;
+                }
+            }
+            pg_sys::index_endscan(scan);
+            pg_sys::ExecDropSingleTupleTableSlot(slot);
+            found
+        } else {
+            // A DBA took the primary key off id: ask as PostgreSQL's check
+            // does (operators named, whatever the search path).
+            let query = format!(
+                "SELECT 1 FROM ONLY olaclick.orders x
+                 WHERE restaurant_id OPERATOR(pg_catalog.=) {restaurant} AND id OPERATOR(pg_catalog.=) {order}
+                 FOR KEY SHARE OF x"
+            );
+            Spi::get_one::<i32>(&query).ok().flatten().is_some()
+        };
+        if let Some(index) = index {
+            pg_sys::index_close(index, pg_sys::NoLock as _);
+        }
+        pg_sys::table_close(rel, pg_sys::NoLock as _);
+        result
+    }
 }
 
 /// `UPDATE olaclick.orders SET total = total + delta WHERE id = order AND
@@ -545,7 +723,7 @@ pub fn add_to_total(
         );
         (*estate).es_snapshot = pg_sys::GetActiveSnapshot();
         if replaced.is_some() && LAST_WRITTEN.get() == replaced {
-            skip_key_checks(exec.rri);
+            skip_key_checks(exec.rri, None);
         }
         LAST_WRITTEN.set(None);
         pg_sys::AfterTriggerBeginQuery();

@@ -272,6 +272,55 @@ mod tests {
         );
     }
 
+    /// A history row's key to its order is checked without SQL (the order is
+    /// the statement's own), but still checked: an order the same statement
+    /// removed before its history was written (here a table owner's AFTER ROW
+    /// trigger) fails with PostgreSQL's 23503 and message, on insert and on a
+    /// status change, and nothing is left written.
+    #[pg_test]
+    fn a_history_row_whose_order_the_statement_removed_fails_the_foreign_key() {
+        let a = tenant("a");
+        let order = a.order();
+        let orders: i64 = one("SELECT count(*) FROM olaclick.orders");
+        let history: i64 = one("SELECT count(*) FROM olaclick.order_status_history");
+        Spi::run(
+            "CREATE FUNCTION pg_temp.gone() RETURNS trigger LANGUAGE plpgsql AS
+               $$ BEGIN DELETE FROM olaclick.orders WHERE id = NEW.id; RETURN NULL; END $$;
+             CREATE TRIGGER gone AFTER INSERT OR UPDATE ON olaclick.orders
+               FOR EACH ROW EXECUTE FUNCTION pg_temp.gone()",
+        )
+        .unwrap();
+        let expected = format!(
+            "insert or update on table \"order_status_history\" violates foreign key constraint \"order_status_history_restaurant_id_order_id_fkey\""
+        );
+        let message = assert_fails(
+            &format!("UPDATE olaclick.orders SET status = 'sent' WHERE id = {order}"),
+            "23503",
+        );
+        assert!(message.contains(&expected), "{message}");
+        let message = assert_fails(
+            &format!(
+                "INSERT INTO olaclick.orders (restaurant_id, client_id, branch_id) VALUES ({}, {}, {})",
+                a.restaurant, a.client, a.branch
+            ),
+            "23503",
+        );
+        assert!(message.contains(&expected), "{message}");
+        Spi::run("DROP TRIGGER gone ON olaclick.orders").unwrap();
+        assert_eq!(one::<i64>("SELECT count(*) FROM olaclick.orders"), orders);
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM olaclick.order_status_history"),
+            history
+        );
+        assert_ok(&format!(
+            "UPDATE olaclick.orders SET status = 'sent' WHERE id = {order}"
+        ));
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM olaclick.order_status_history"),
+            history + 1
+        );
+    }
+
     /// A target's constraints are read and simplified once per backend and
     /// again when a DBA changes the table: a CHECK added after olaclick wrote
     /// history, audit rows and totals natively is enforced on its next
