@@ -393,8 +393,8 @@ pub enum Total {
     Missing,
 }
 
-/// A row version olaclick's own total update wrote: the order, where the
-/// version is, and the (sub)transaction that wrote it.
+/// A version of an order: the order, where the version is, and the
+/// (sub)transaction that wrote it.
 #[derive(Clone, Copy, PartialEq, Eq)]
 struct Written {
     order: i64,
@@ -403,9 +403,15 @@ struct Written {
 }
 
 thread_local! {
-    /// The order version add_to_total wrote last. Its foreign-key checks ran
-    /// before add_to_total returned (its AFTER ROW triggers fire there), and
-    /// the referenced rows stay locked by this transaction.
+    /// The order version of this transaction's whose foreign-key checks are
+    /// known to have run, non-deferred, with the referenced rows locked
+    /// until commit: the one add_to_total wrote last (its AFTER ROW
+    /// triggers fire before it returns), or the one a history row was just
+    /// written for. History is written by a statement-level AFTER trigger,
+    /// which fires after the row-level checks its statement queued (one
+    /// list, fired in order) and after those of nested statements (fired
+    /// when each ends); so the order's insert or update has been checked by
+    /// then, and its first total update needs no second check.
     static LAST_WRITTEN: std::cell::Cell<Option<Written>> = const { std::cell::Cell::new(None) };
 }
 
@@ -520,7 +526,8 @@ mod order_key {
 
     /// Fails with 23503, as PostgreSQL's check would, unless `orders` has a
     /// row with id `order` and restaurant_id `restaurant`, as this
-    /// transaction sees it now.
+    /// transaction sees it now. The version found has had its own key
+    /// checks (see `LAST_WRITTEN`): it is remembered as such.
     ///
     /// # Safety
     /// `history` is the open history table; `key` the constraint taken out.
@@ -540,7 +547,14 @@ mod order_key {
             i32::from_datum(restaurant, false).unwrap_or_default(),
             i64::from_datum(order, false).unwrap_or_default(),
         );
-        if found(orders, restaurant, order) {
+        if let Some(version) = found(orders, restaurant, order) {
+            // In replica mode the order's own checks didn't fire (they are
+            // ENABLE ORIGIN), even if a DBA made the history trigger fire.
+            let checked =
+                pg_sys::SessionReplicationRole != pg_sys::SESSION_REPLICATION_ROLE_REPLICA as i32;
+            if checked && version.is_some() {
+                LAST_WRITTEN.set(version);
+            }
             return;
         }
         let name = pg_sys::get_constraint_name(key);
@@ -559,8 +573,9 @@ mod order_key {
     }
 
     /// Whether `orders` has a row (restaurant, order), this transaction's
-    /// own changes included.
-    unsafe fn found(orders: Oid, restaurant: i32, order: i64) -> bool {
+    /// own changes included: `None` if not, else the version found when it
+    /// is this transaction's (and the lookup could tell).
+    unsafe fn found(orders: Oid, restaurant: i32, order: i64) -> Option<Option<Written>> {
         let rel = pg_sys::table_open(orders, pg_sys::AccessShareLock as _);
         let desc = (*rel).rd_att;
         let id = pg_sys::SPI_fnumber(desc, c"id".as_ptr());
@@ -584,7 +599,7 @@ mod order_key {
             );
             let scan = pg_sys::index_beginscan(rel, index, &raw mut pg_sys::SnapshotSelfData, 1, 0);
             pg_sys::index_rescan(scan, &mut key, 1, std::ptr::null_mut(), 0);
-            let mut found = false;
+            let mut found = None;
             while pg_sys::index_getnext_slot(
                 scan,
                 pg_sys::ScanDirection::ForwardScanDirection,
@@ -593,7 +608,9 @@ mod order_key {
                 let mut isnull = true;
                 let value = pg_sys::slot_getattr(slot, tenant, &mut isnull);
                 if !isnull && i32::from_datum(value, false) == Some(restaurant) {
-                    found = true;
+                    let version = version_of(order, slot)
+                        .filter(|v| pg_sys::TransactionIdIsCurrentTransactionId(v.xmin));
+                    found = Some(version);
                     break;
                 }
             }
@@ -608,7 +625,7 @@ mod order_key {
                  WHERE restaurant_id OPERATOR(pg_catalog.=) {restaurant} AND id OPERATOR(pg_catalog.=) {order}
                  FOR KEY SHARE OF x"
             );
-            Spi::get_one::<i32>(&query).ok().flatten().is_some()
+            Spi::get_one::<i32>(&query).ok().flatten().map(|_| None)
         };
         if let Some(index) = index {
             pg_sys::index_close(index, pg_sys::NoLock as _);
@@ -631,14 +648,14 @@ mod order_key {
 /// READ COMMITTED (a transaction snapshot wants the SQL path's 40001).
 ///
 /// The order's foreign keys are not checked again when the version replaced
-/// is the one the previous call wrote (an ORM adding a second and third
-/// line). PostgreSQL re-checks unchanged keys whenever the replaced version
-/// was written by the current transaction, because that version's own
-/// checks may still be queued (they would then find it dead and skip it);
-/// this one's ran inside the previous call, non-deferrably, and only
-/// `total` changes. Any other version (the order's insert, an
-/// application's UPDATE in this transaction) is re-checked as PostgreSQL
-/// would.
+/// is `LAST_WRITTEN`: the one the previous call wrote (an ORM adding a
+/// second and third line) or the one whose history row was just written (the
+/// order's insert, before its first line). PostgreSQL re-checks unchanged
+/// keys whenever the replaced version was written by the current
+/// transaction, because that version's own checks may still be queued (they
+/// would then find it dead and skip it); these ran already, non-deferrably,
+/// and only `total` changes. Any other version of this transaction's is
+/// re-checked as PostgreSQL would.
 pub fn add_to_total(
     order: i64,
     delta: &pgrx::AnyNumeric,

@@ -588,4 +588,36 @@ mod tests {
             "{message}"
         );
     }
+
+    /// Replica mode skips an order's key checks; its history row, made to
+    /// fire there by a DBA, doesn't vouch for them: its first line's total
+    /// update checks them as PostgreSQL would (23503).
+    #[pg_test]
+    fn an_order_written_in_replica_mode_is_checked_by_its_first_line() {
+        let a = tenant("a");
+        let line = |order: i64, p: i32| {
+            format!("INSERT INTO olaclick.order_details (order_id, product_id, quantity) VALUES ({order}, {p}, 1)")
+        };
+        Spi::run(
+            "ALTER TABLE olaclick.orders ENABLE ALWAYS TRIGGER orders_history_insert;
+             SET LOCAL session_replication_role = replica",
+        )
+        .unwrap();
+        let unchecked: i64 = one(&format!(
+            "INSERT INTO olaclick.orders (restaurant_id, client_id, branch_id) VALUES ({}, {}, 999999) RETURNING id",
+            a.restaurant, a.client
+        ));
+        Spi::run("SET LOCAL session_replication_role = origin").unwrap();
+        assert_eq!(
+            one::<i64>(&format!(
+                "SELECT count(*) FROM olaclick.order_status_history WHERE order_id = {unchecked}"
+            )),
+            1
+        );
+        let message = assert_fails(&line(unchecked, a.product), "23503");
+        assert!(
+            message.contains("orders_restaurant_id_branch_id_fkey"),
+            "{message}"
+        );
+    }
 }
