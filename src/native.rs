@@ -62,8 +62,7 @@ struct Planned {
     /// Owns the trees below.
     context: pg_sys::MemoryContext,
     /// One per CHECK constraint, in the order of the relation's
-    /// `constr->check` (what `ri_ConstraintExprs` is indexed by); null for a
-    /// constraint not yet valid, which PostgreSQL doesn't enforce either.
+    /// `constr->check` (what `ri_ConstraintExprs` is indexed by).
     checks: Vec<*mut pg_sys::Expr>,
     /// Per column: its default, or null (none, or a dropped column).
     defaults: Vec<*mut pg_sys::Expr>,
@@ -138,14 +137,12 @@ unsafe fn planned(rel: pg_sys::Relation) -> Rc<Planned> {
         pg_sys::ALLOCSET_SMALL_MAXSIZE as _,
     );
     let old = pg_sys::MemoryContextSwitchTo(context);
+    // Every one, validated or not: PostgreSQL 15 enforces a NOT VALID
+    // constraint on the rows written after it was added.
     let checks = (0..ncheck)
         .map(|i| {
             let check = &*(*constr).check.add(i);
-            if check.ccvalid {
-                pg_sys::expression_planner(pg_sys::stringToNode(check.ccbin).cast())
-            } else {
-                std::ptr::null_mut()
-            }
+            pg_sys::expression_planner(pg_sys::stringToNode(check.ccbin).cast())
         })
         .collect();
     let defaults = (0..natts)
@@ -245,9 +242,7 @@ impl Executor {
             let exprs = pg_sys::palloc0(ncheck * std::mem::size_of::<*mut pg_sys::ExprState>())
                 .cast::<*mut pg_sys::ExprState>();
             for (i, check) in planned.checks.iter().enumerate() {
-                if !check.is_null() {
-                    *exprs.add(i) = pg_sys::ExecInitExpr(*check, std::ptr::null_mut());
-                }
+                *exprs.add(i) = pg_sys::ExecInitExpr(*check, std::ptr::null_mut());
             }
             (*rri).ri_ConstraintExprs = exprs;
             pg_sys::MemoryContextSwitchTo(old);
