@@ -240,8 +240,11 @@ impl<'t> Entry<'t> {
                 .then(|| row.get::<i32>(c"id"))
                 .flatten()
         });
-        let excluded = settings.excluded_array();
-        let json = |r: &TransitionRow| jsonb_without(to_jsonb(r.composite()), excluded);
+        let json = |r: &TransitionRow| {
+            crate::row_jsonb::of(r, &settings.excluded).unwrap_or_else(|| {
+                jsonb_without(to_jsonb(r.composite()), settings.excluded_array())
+            })
+        };
         self.write(
             op,
             tenant,

@@ -17,6 +17,7 @@ mod notify;
 mod order_status;
 mod plans;
 mod restore;
+mod row_jsonb;
 mod sandbox;
 mod scope;
 mod status;
@@ -49,6 +50,7 @@ pub extern "C-unwind" fn _PG_init() {
     gucs::init();
     notify::init();
     audit_settings::init();
+    row_jsonb::init();
 }
 
 /// Required by `cargo pgrx test`.

@@ -60,6 +60,87 @@ mod tests {
 
     /// With olaclick.audit_derived on, the rows olaclick derives are logged
     /// too, as the application's (one per history row and total update).
+    /// What a single-row change logs (built natively, src/row_jsonb.rs) is
+    /// exactly `to_jsonb(row) - excluded` (same text, equal), for every business
+    /// table and awkward values (quotes, escapes, unicode, infinity, an
+    /// empty string, NULLs, numbers with trailing zeros); a column kind it
+    /// doesn't build (jsonb, arrays) and a type given a cast to json after
+    /// the backend first logged it go through to_jsonb itself.
+    #[pg_test]
+    fn logged_rows_are_exactly_to_jsonb_of_the_row() {
+        let a = tenant("a\"q\\b\n\u{e9}");
+        let order = a.order();
+        assert_ok(&format!(
+            "INSERT INTO olaclick.order_details (order_id, product_id, quantity, price) VALUES ({order}, {}, 3, 10.10)",
+            a.product
+        ));
+        assert_ok(&format!(
+            "UPDATE olaclick.orders SET created_at = 'infinity' WHERE id = {order}"
+        ));
+        assert_ok(&format!(
+            "UPDATE olaclick.clients SET email = '', phone = NULL WHERE id = {}",
+            a.client
+        ));
+        let differing = |table: &str, excluded: &str| -> (i64, i64) {
+            let compared: i64 = one(&format!(
+                "SELECT count(*) FROM olaclick.audit_log l JOIN olaclick.{table} t ON (l.new_row->>'id')::bigint = t.id
+                 WHERE l.table_name = '{table}' AND l.restaurant_id = {r}
+                   AND l.id = (SELECT max(id) FROM olaclick.audit_log m WHERE m.table_name = '{table}' AND m.new_row->>'id' = l.new_row->>'id')",
+                r = a.restaurant
+            ));
+            let differing: i64 = one(&format!(
+                "SELECT count(*) FROM olaclick.audit_log l JOIN olaclick.{table} t ON (l.new_row->>'id')::bigint = t.id
+                 WHERE l.table_name = '{table}' AND l.restaurant_id = {r}
+                   AND l.id = (SELECT max(id) FROM olaclick.audit_log m WHERE m.table_name = '{table}' AND m.new_row->>'id' = l.new_row->>'id')
+                   AND (l.new_row::text <> (to_jsonb(t) - '{excluded}'::text[])::text
+                        OR l.new_row <> to_jsonb(t) - '{excluded}'::text[])",
+                r = a.restaurant
+            ));
+            (compared, differing)
+        };
+        for table in [
+            "restaurants",
+            "users",
+            "branches",
+            "clients",
+            "products",
+            "orders",
+        ] {
+            let (compared, differing) = differing(table, "{password_hash}");
+            assert!(compared > 0, "no {table} row compared");
+            assert_eq!(differing, 0, "{table}: logged row differs from to_jsonb");
+        }
+
+        // A jsonb column: the row is left to to_jsonb, and still equal.
+        Spi::run("ALTER TABLE olaclick.products ADD COLUMN extra jsonb, ADD COLUMN tags text[]")
+            .unwrap();
+        assert_ok(&format!(
+            "UPDATE olaclick.products SET extra = '{{\"k\": [1, 2.50]}}', tags = '{{a,b}}' WHERE id = {}",
+            a.product
+        ));
+        assert_eq!(differing("products", "{}"), (1, 0));
+
+        // A cast to json for a type already logged: to_jsonb uses the cast.
+        Spi::run(
+            "CREATE FUNCTION pg_temp.status_json(olaclick.user_status) RETURNS json
+               LANGUAGE sql IMMUTABLE RETURN json_build_object('s', $1::text);
+             CREATE CAST (olaclick.user_status AS json) WITH FUNCTION pg_temp.status_json(olaclick.user_status)",
+        )
+        .unwrap();
+        assert_ok(&format!(
+            "UPDATE olaclick.users SET email = 'x@y.test' WHERE id = {}",
+            a.user
+        ));
+        assert_eq!(differing("users", "{password_hash}"), (1, 0));
+        assert_eq!(
+            one::<String>(&format!(
+                "SELECT new_row->'status'->>'s' FROM olaclick.audit_log
+                 WHERE table_name = 'users' AND new_row->>'email' = 'x@y.test'"
+            )),
+            "A"
+        );
+    }
+
     #[pg_test]
     fn derived_rows_are_logged_with_audit_derived() {
         let a = tenant("a");
