@@ -1,19 +1,20 @@
-//! An audited row as jsonb, built the way `to_jsonb(row)` builds it but
-//! without its per-column type lookups.
+//! An audited row as jsonb, the jsonb `to_jsonb(row)` makes, built without
+//! its per-row catalog lookups and text round trips.
 //!
 //! Why: `to_jsonb` works out each column's JSON category from the catalog
 //! (domain base type, array or composite, a user type's cast to json, its
-//! output function) for every row it converts; in an order's life that was
-//! about 3% of the backend's time. The category depends on the column's type
-//! alone, so it is worked out once per type and kept until a type or a cast
-//! changes (a syscache callback). Values are converted as PostgreSQL 15's
-//! `datum_to_jsonb` converts them: numbers through their output function and
-//! `numeric_in` (NaN and infinities as strings), dates and timestamps with
-//! `JsonEncodeDateTime`, booleans as booleans, every other type as the string
-//! its output function writes. A row with a column of any other kind (json,
-//! jsonb, arrays, composites, a user type with a cast to json) is left to
-//! `to_jsonb` itself. Excluded columns are left out rather than deleted
-//! afterwards; the object's keys are sorted by `pushJsonbValue`, as always.
+//! output function) for every row, and turns every number into text and
+//! parses it back; in an order's life that was about 3% of the backend's
+//! time. The category depends on the column's type alone, so it is worked out
+//! once per type and kept until a type or a cast changes (syscache
+//! callbacks). Values become what PostgreSQL 15's `datum_to_jsonb` makes of
+//! them: integers and numerics the same numeric (floats through their output
+//! and `numeric_in`; NaN and infinities the strings their output writes),
+//! dates and timestamps `JsonEncodeDateTime`'s string, booleans booleans, any
+//! other type the string its output function writes. A row with a column of
+//! another kind (json, jsonb, arrays, composites, a user type with a cast to
+//! json) is left to `to_jsonb` itself. Excluded columns are left out rather
+//! than deleted afterwards; `pushJsonbValue` sorts the keys, as always.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -27,8 +28,15 @@ use crate::native::TransitionRow;
 #[derive(Clone, Copy)]
 enum Kind {
     Bool,
-    /// Numbers: output function, then numeric_in (strings for NaN, ±Infinity).
-    Number(Oid),
+    /// int2, int4, int8: the numeric of the same value (what numeric_in
+    /// makes of their output).
+    Integer(Oid),
+    /// numeric: the value itself (what numeric_in makes of its output),
+    /// NaN and ±Infinity as strings.
+    Numeric,
+    /// float4, float8: output function, then numeric_in (NaN and
+    /// ±Infinity as strings).
+    Float(Oid),
     /// date, timestamp, timestamptz (the base type).
     DateTime(Oid),
     /// Any other scalar: the string its output function writes.
@@ -93,12 +101,9 @@ fn kind_of(typ: Oid) -> Option<Kind> {
         };
         match base {
             pg_sys::BOOLOID => Some(Kind::Bool),
-            pg_sys::INT2OID
-            | pg_sys::INT4OID
-            | pg_sys::INT8OID
-            | pg_sys::FLOAT4OID
-            | pg_sys::FLOAT8OID
-            | pg_sys::NUMERICOID => Some(Kind::Number(output())),
+            pg_sys::INT2OID | pg_sys::INT4OID | pg_sys::INT8OID => Some(Kind::Integer(base)),
+            pg_sys::NUMERICOID => Some(Kind::Numeric),
+            pg_sys::FLOAT4OID | pg_sys::FLOAT8OID => Some(Kind::Float(output())),
             pg_sys::DATEOID | pg_sys::TIMESTAMPOID | pg_sys::TIMESTAMPTZOID => {
                 Some(Kind::DateTime(base))
             }
@@ -165,6 +170,15 @@ unsafe fn string(text: *const std::ffi::c_char) -> pg_sys::JsonbValue {
     value
 }
 
+/// A numeric as a jsonb number value (not copied, as for `string`).
+fn number(numeric: pg_sys::Numeric) -> pg_sys::JsonbValue {
+    // SAFETY: an all-zero JsonbValue is a valid (null) value to fill in.
+    let mut n: pg_sys::JsonbValue = unsafe { std::mem::zeroed() };
+    n.type_ = pg_sys::jbvType::jbvNumeric;
+    n.val.numeric = numeric;
+    n
+}
+
 /// The jsonb of one column's value.
 ///
 /// # Safety
@@ -182,24 +196,44 @@ unsafe fn value(kind: Kind, value: Option<Datum>) -> pg_sys::JsonbValue {
             b.val.boolean = datum.value() != 0;
             b
         }
-        Kind::Number(output) => {
+        Kind::Integer(typ) => {
+            let value = match typ {
+                pg_sys::INT2OID => datum.value() as i16 as i64,
+                pg_sys::INT4OID => datum.value() as i32 as i64,
+                _ => datum.value() as i64,
+            };
+            number(pg_sys::int64_to_numeric(value))
+        }
+        Kind::Numeric => {
+            // A value read from a tuple may have a short header: detoasted
+            // to the plain form a jsonb numeric is stored in.
+            let numeric: pg_sys::Numeric = pg_sys::pg_detoast_datum(datum.cast_mut_ptr()).cast();
+            if pg_sys::numeric_is_nan(numeric) || pg_sys::numeric_is_inf(numeric) {
+                string(pg_sys::OidOutputFunctionCall(
+                    pg_sys::Oid::from(pg_sys::F_NUMERIC_OUT),
+                    datum,
+                ))
+            } else {
+                number(numeric)
+            }
+        }
+        Kind::Float(output) => {
             let text = pg_sys::OidOutputFunctionCall(output, datum);
             let digits = std::ffi::CStr::from_ptr(text).to_bytes();
             if digits.iter().any(|&c| c == b'N' || c == b'n') {
                 return string(text);
             }
-            let numeric = pgrx::direct_function_call_as_datum(
+            match pgrx::direct_function_call_as_datum(
                 pg_sys::numeric_in,
                 &[
                     Some(Datum::from(text)),
                     Some(Datum::from(Oid::INVALID)),
                     Some(Datum::from(-1i32)),
                 ],
-            );
-            let mut n: pg_sys::JsonbValue = std::mem::zeroed();
-            n.type_ = pg_sys::jbvType::jbvNumeric;
-            n.val.numeric = numeric.map_or(std::ptr::null_mut(), |d| d.cast_mut_ptr());
-            n
+            ) {
+                Some(numeric) => number(numeric.cast_mut_ptr()),
+                None => string(text),
+            }
         }
         Kind::DateTime(typ) => string(pg_sys::JsonEncodeDateTime(
             std::ptr::null_mut(),

@@ -111,6 +111,28 @@ mod tests {
             assert_eq!(differing, 0, "{table}: logged row differs from to_jsonb");
         }
 
+        // Columns of every kind built natively, with awkward values.
+        Spi::run(
+            "ALTER TABLE olaclick.clients ADD COLUMN f float8, ADD COLUMN n numeric,
+               ADD COLUMN s smallint, ADD COLUMN big bigint, ADD COLUMN d date,
+               ADD COLUMN ts timestamp, ADD COLUMN b boolean",
+        )
+        .unwrap();
+        for values in [
+            "f = 1.5, n = 10.100, s = -3, big = 9223372036854775807, d = '2024-02-29', ts = '2024-01-01 10:00:00.5', b = true",
+            "f = 'NaN', n = 'NaN', s = 0, big = -9223372036854775808, d = 'infinity', ts = '-infinity', b = false",
+            "f = '-Infinity', n = 'Infinity', s = NULL, big = 0, d = '0001-01-01 BC', ts = NULL, b = NULL",
+            "f = 1e300, n = '-Infinity', s = 32767, big = -1, d = NULL, ts = 'infinity', b = NULL",
+            "f = -0.0, n = -0.000, s = -32768, big = 1, d = '5874897-12-31', ts = '2000-01-01', b = true",
+            "f = 1.0e-300, n = 123456789012345678901234567890.123456789, s = 1, big = 2, d = '1970-01-01', ts = '1999-12-31 23:59:59.999999', b = false",
+        ] {
+            assert_ok(&format!(
+                "UPDATE olaclick.clients SET {values} WHERE id = {}",
+                a.client
+            ));
+            assert_eq!(differing("clients", "{}"), (1, 0), "{values}");
+        }
+
         // A jsonb column: the row is left to to_jsonb, and still equal.
         Spi::run("ALTER TABLE olaclick.products ADD COLUMN extra jsonb, ADD COLUMN tags text[]")
             .unwrap();
