@@ -3,11 +3,12 @@
 //! transaction.
 //!
 //! One trigger per statement, not per row. A statement that changed one row
-//! (what ORMs send) is logged natively: the row's jsonb is built from the
-//! transition table and appended through `src/native.rs`, with no SQL run. A
-//! statement that changed many rows copies them from its transition tables in
-//! one kept INSERT ... SELECT, so a bulk statement costs one plan execution,
-//! not one per row. Both paths write the same rows. An UPDATE row that changes
+//! (what ORMs send) or a few (up to `NATIVE_ROWS`) is logged natively: each
+//! row's jsonb is built from the transition table and appended through
+//! `src/native.rs`, with no SQL run. A statement that changed more copies
+//! them from its transition tables in one kept INSERT ... SELECT, so a bulk
+//! statement costs one plan execution, not one per row. Both paths write the
+//! same rows. An UPDATE row that changes
 //! nothing is not logged; a logged UPDATE lists the columns it changed.
 //!
 //! What is logged: `users.password_hash` is always removed from the logged
@@ -79,6 +80,13 @@ const LOG_UPDATE: &str = concat!(
      WHERE o.j IS DISTINCT FROM r.j"
 );
 
+/// A statement that changed up to this many rows of a table is logged
+/// natively, row by row through one executor; more, by one set-based
+/// statement. Below it, that statement's fixed cost (an SPI execution,
+/// about 65 µs) outweighs its rows; above it, the native path would hold
+/// every row and its jsonb in memory until the statement's log is written.
+pub(crate) const NATIVE_ROWS: i64 = 32;
+
 const ARGS: &[PgBuiltInOids] = &[
     PgBuiltInOids::TEXTOID,
     PgBuiltInOids::INT4OID,
@@ -120,26 +128,34 @@ fn audit<'a>(
         if !settings.enabled {
             return Ok(());
         }
+        // SAFETY: the trigger's own transition tables.
+        let rows = unsafe { native::rows(data.tg_oldtable).max(native::rows(data.tg_newtable)) };
+        if rows > NATIVE_ROWS {
+            return entry.log_set(trigger, op, &settings);
+        }
         // SAFETY: the trigger's own transition tables and relation.
-        let (old, new) = unsafe {
+        let (olds, news) = unsafe {
             (
-                TransitionRow::only(data.tg_oldtable, relation),
-                TransitionRow::only(data.tg_newtable, relation),
+                TransitionRow::all(data.tg_oldtable, relation),
+                TransitionRow::all(data.tg_newtable, relation),
             )
         };
-        match (op, old, new) {
-            (PgTriggerOperation::Truncate, _, _) => entry.write("TRUNCATE", None, None, None, None),
-            (PgTriggerOperation::Insert, _, Some(new)) => {
-                entry.log_row(&settings, "INSERT", None, Some(&new))
-            }
-            (PgTriggerOperation::Delete, Some(old), _) => {
-                entry.log_row(&settings, "DELETE", Some(&old), None)
-            }
-            (PgTriggerOperation::Update, Some(old), Some(new)) => {
-                entry.log_row(&settings, "UPDATE", Some(&old), Some(&new))
-            }
-            (op, _, _) => return entry.log_set(trigger, op, &settings),
+        match op {
+            PgTriggerOperation::Truncate => entry.write("TRUNCATE", None, None, None, None),
+            PgTriggerOperation::Insert => news
+                .iter()
+                .for_each(|new| entry.log_row(&settings, "INSERT", None, Some(new))),
+            PgTriggerOperation::Delete => olds
+                .iter()
+                .for_each(|old| entry.log_row(&settings, "DELETE", Some(old), None)),
+            // The n-th old row and the n-th new row are the same row (see
+            // LOG_UPDATE).
+            PgTriggerOperation::Update => olds
+                .iter()
+                .zip(&news)
+                .for_each(|(old, new)| entry.log_row(&settings, "UPDATE", Some(old), Some(new))),
         }
+        entry.done();
         Ok(())
     })?;
     Ok(None)
@@ -155,6 +171,7 @@ pub fn log_inserted(table: &str, row: Datum, tenant: Option<i32>) {
     let entry = Entry::now(table);
     let new = jsonb_without(to_jsonb(row), settings.excluded_array());
     entry.write("INSERT", tenant, None, Some(new), None);
+    entry.done();
 }
 
 /// Logs an UPDATE olaclick made natively to `table` (a derived total
@@ -166,13 +183,17 @@ pub fn log_updated(table: &str, old: &TransitionRow, new: &TransitionRow) {
     }
     let entry = Entry::now(table);
     entry.log_row(&settings, "UPDATE", Some(old), Some(new));
+    entry.done();
 }
 
-/// Who and what an audit row is about.
+/// Who and what an audit row is about, and where natively logged rows go.
 struct Entry<'t> {
     table: &'t str,
     actor: Option<i32>,
     role: String,
+    /// The audit log, opened by the first row written natively; closed by
+    /// `done`.
+    log: std::cell::RefCell<Option<native::Appender>>,
 }
 
 impl<'t> Entry<'t> {
@@ -184,6 +205,14 @@ impl<'t> Entry<'t> {
             table,
             actor: gucs::user_id(),
             role: sandbox::acting_role(),
+            log: std::cell::RefCell::new(None),
+        }
+    }
+
+    /// Closes the audit log if a row was written to it.
+    fn done(self) {
+        if let Some(log) = self.log.into_inner() {
+            log.finish();
         }
     }
 
@@ -271,21 +300,20 @@ impl<'t> Entry<'t> {
                 pg_sys::GetCurrentTransactionStartTimestamp(),
             )
         };
-        native::insert(
-            native::Table::AuditLog,
-            &[
-                (c"restaurant_id", tenant.into_datum()),
-                (c"table_name", self.table.into_datum()),
-                (c"op", op.into_datum()),
-                (c"old_row", old),
-                (c"new_row", new),
-                (c"changed_cols", changed),
-                (c"actor_user_id", self.actor.into_datum()),
-                (c"db_role", self.role.as_str().into_datum()),
-                (c"txid", txid.into_datum()),
-                (c"at", Some(Datum::from(at))),
-            ],
-        );
+        let mut log = self.log.borrow_mut();
+        let log = log.get_or_insert_with(|| native::Appender::open(native::Table::AuditLog));
+        log.append(&[
+            (c"restaurant_id", tenant.into_datum()),
+            (c"table_name", self.table.into_datum()),
+            (c"op", op.into_datum()),
+            (c"old_row", old),
+            (c"new_row", new),
+            (c"changed_cols", changed),
+            (c"actor_user_id", self.actor.into_datum()),
+            (c"db_role", self.role.as_str().into_datum()),
+            (c"txid", txid.into_datum()),
+            (c"at", Some(Datum::from(at))),
+        ]);
     }
 }
 

@@ -296,85 +296,153 @@ impl Executor {
     }
 }
 
-/// Inserts one row into `table`, giving the named columns (`None` is NULL);
-/// `id` is drawn from its identity sequence and every other column takes its
-/// default. Returns the row written, as a composite datum. The caller runs
-/// this with the rights of the table's owner. A history row is written only
-/// for an order version the caller's statement wrote: its key to that order
-/// is checked by `order_key`, the others by PostgreSQL.
+/// Inserts one row into `table`: `Appender::append` with an appender of its
+/// own.
 pub fn insert(table: Table, columns: &[(&CStr, Option<Datum>)]) -> Datum {
-    let target = target(table);
-    // SAFETY: Executor documents the set-up; the slot's arrays have `natts`
-    // entries; the queued AFTER ROW triggers fire before the state is freed.
-    unsafe {
-        let exec = Executor::open(target.relid);
-        let (rel, estate) = (exec.rel, exec.estate);
-        let desc = (*rel).rd_att;
-        let natts = (*desc).natts as usize;
-        let slot = exec.slot();
-        let values = std::slice::from_raw_parts_mut((*slot).tts_values, natts);
-        let nulls = std::slice::from_raw_parts_mut((*slot).tts_isnull, natts);
-        let mut given = vec![false; natts];
-        for (name, value) in columns {
-            let attno = pg_sys::SPI_fnumber(desc, name.as_ptr());
-            let Some(i) = usize::try_from(attno).ok().and_then(|a| a.checked_sub(1)) else {
-                crate::error::refuse(
-                    PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN,
-                    format!(
-                        "olaclick.{} has no column {}",
-                        table.name().to_string_lossy(),
-                        name.to_string_lossy()
-                    ),
-                    "olaclick writes this column itself.".into(),
-                    "Reinstall the extension or restore the column.".into(),
+    let mut appender = Appender::open(table);
+    let row = appender.append(columns);
+    appender.finish();
+    row
+}
+
+/// Appends rows to one table olaclick writes itself, through one executor
+/// for all of them: one row, or a small statement's rows.
+pub struct Appender {
+    table: Table,
+    sequence: Oid,
+    exec: Executor,
+    /// The row being written, made once.
+    slot: *mut pg_sys::TupleTableSlot,
+    /// Per column: its default, once compiled.
+    defaults: Vec<Option<Option<*mut pg_sys::ExprState>>>,
+    /// History: olaclick's own key to orders, its check taken out of the
+    /// trigger list and made by `order_key`.
+    order_key: Option<Oid>,
+}
+
+impl Appender {
+    pub fn open(table: Table) -> Appender {
+        let target = target(table);
+        // SAFETY: Executor documents the set-up; `finish` closes it.
+        unsafe {
+            let exec = Executor::open(target.relid);
+            let slot = exec.slot();
+            let order_key = if table == Table::History {
+                order_key::take_out(exec.rri, self::target(Table::Orders).relid)
+            } else {
+                None
+            };
+            let natts = (*(*exec.rel).rd_att).natts as usize;
+            Appender {
+                table,
+                sequence: target.sequence,
+                exec,
+                slot,
+                defaults: vec![None; natts],
+                order_key,
+            }
+        }
+    }
+
+    /// Appends one row, giving the named columns (`None` is NULL); `id` is
+    /// drawn from its identity sequence and every other column takes its
+    /// default. Returns the row written, as a composite datum. The caller
+    /// runs this with the rights of the table's owner. A history row is
+    /// written only for an order version the caller's statement wrote: its
+    /// key to that order is checked by `order_key`, the others by PostgreSQL.
+    pub fn append(&mut self, columns: &[(&CStr, Option<Datum>)]) -> Datum {
+        let table = self.table;
+        // SAFETY: the slot's arrays have `natts` entries; the queued AFTER
+        // ROW triggers fire before this returns; the row returned is copied
+        // into the caller's memory before the per-row memory is reused.
+        unsafe {
+            let (rel, estate, slot) = (self.exec.rel, self.exec.estate, self.slot);
+            let desc = (*rel).rd_att;
+            let natts = (*desc).natts as usize;
+            let context = pg_sys::MakePerTupleExprContext(estate);
+            pg_sys::MemoryContextReset((*context).ecxt_per_tuple_memory);
+            pg_sys::ExecClearTuple(slot);
+            let values = std::slice::from_raw_parts_mut((*slot).tts_values, natts);
+            let nulls = std::slice::from_raw_parts_mut((*slot).tts_isnull, natts);
+            nulls.fill(true);
+            let mut given = vec![false; natts];
+            for (name, value) in columns {
+                let attno = pg_sys::SPI_fnumber(desc, name.as_ptr());
+                let Some(i) = usize::try_from(attno).ok().and_then(|a| a.checked_sub(1)) else {
+                    crate::error::refuse(
+                        PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN,
+                        format!(
+                            "olaclick.{} has no column {}",
+                            table.name().to_string_lossy(),
+                            name.to_string_lossy()
+                        ),
+                        "olaclick writes this column itself.".into(),
+                        "Reinstall the extension or restore the column.".into(),
+                    );
+                };
+                given[i] = true;
+                if let Some(value) = value {
+                    values[i] = *value;
+                    nulls[i] = false;
+                }
+            }
+            let id = pg_sys::SPI_fnumber(desc, c"id".as_ptr()) as usize - 1;
+            values[id] = pgrx::direct_function_call_as_datum(
+                pg_sys::nextval_oid,
+                &[self.sequence.into_datum()],
+            )
+            .unwrap_or_else(|| pgrx::pg_sys::Datum::from(0));
+            nulls[id] = false;
+            given[id] = true;
+            for i in (0..natts).filter(|&i| !given[i]) {
+                let attr = (*desc).attrs.as_slice(natts)[i];
+                if attr.attisdropped {
+                    continue;
+                }
+                if let Some(state) = self.default(i) {
+                    values[i] = pg_sys::ExecEvalExprSwitchContext(state, context, &mut nulls[i]);
+                }
+            }
+            pg_sys::ExecStoreVirtualTuple(slot);
+            pg_sys::AfterTriggerBeginQuery();
+            pg_sys::ExecSimpleRelationInsert(self.exec.rri, estate, slot);
+            pg_sys::AfterTriggerEndQuery(estate);
+            if let Some(key) = self.order_key {
+                let value = |name: &CStr| {
+                    let i = pg_sys::SPI_fnumber(desc, name.as_ptr()) as usize - 1;
+                    (!nulls[i]).then(|| values[i])
+                };
+                order_key::check(
+                    rel,
+                    key,
+                    target(Table::Orders).relid,
+                    value(c"restaurant_id"),
+                    value(c"order_id"),
                 );
-            };
-            given[i] = true;
-            if let Some(value) = value {
-                values[i] = *value;
-                nulls[i] = false;
             }
+            pg_sys::ExecFetchSlotHeapTupleDatum(slot)
         }
-        let id = pg_sys::SPI_fnumber(desc, c"id".as_ptr()) as usize - 1;
-        values[id] = pgrx::direct_function_call_as_datum(
-            pg_sys::nextval_oid,
-            &[target.sequence.into_datum()],
-        )
-        .unwrap_or_else(|| pgrx::pg_sys::Datum::from(0));
-        nulls[id] = false;
-        given[id] = true;
-        for i in (0..natts).filter(|&i| !given[i]) {
-            let attr = (*desc).attrs.as_slice(natts)[i];
-            if attr.attisdropped {
-                continue;
-            }
-            if let Some(state) = exec.default(i) {
-                let context = pg_sys::MakePerTupleExprContext(estate);
-                values[i] = pg_sys::ExecEvalExprSwitchContext(state, context, &mut nulls[i]);
-            }
+    }
+
+    /// Column `i`'s default, compiled once for this appender (`None`
+    /// without one).
+    ///
+    /// # Safety
+    /// `i` is one of the relation's columns.
+    unsafe fn default(&mut self, i: usize) -> Option<*mut pg_sys::ExprState> {
+        if let Some(compiled) = *self.defaults.get(i)? {
+            return compiled;
         }
-        pg_sys::ExecStoreVirtualTuple(slot);
-        let orders = (table == Table::History).then(|| self::target(Table::Orders).relid);
-        let order_key = orders.and_then(|orders| order_key::take_out(exec.rri, orders));
-        pg_sys::AfterTriggerBeginQuery();
-        pg_sys::ExecSimpleRelationInsert(exec.rri, estate, slot);
-        pg_sys::AfterTriggerEndQuery(estate);
-        if let (Some(key), Some(orders)) = (order_key, orders) {
-            let value = |name: &CStr| {
-                let i = pg_sys::SPI_fnumber(desc, name.as_ptr()) as usize - 1;
-                (!nulls[i]).then(|| values[i])
-            };
-            order_key::check(
-                rel,
-                key,
-                orders,
-                value(c"restaurant_id"),
-                value(c"order_id"),
-            );
-        }
-        let row = pg_sys::ExecFetchSlotHeapTupleDatum(slot);
-        exec.finish();
-        row
+        let compiled = self.exec.default(i);
+        self.defaults[i] = Some(compiled);
+        compiled
+    }
+
+    /// Frees the executor state; the table stays locked until commit.
+    pub fn finish(self) {
+        // SAFETY: no slot or datum of the executor is used afterwards (rows
+        // returned were copied).
+        unsafe { self.exec.finish() }
     }
 }
 
@@ -497,15 +565,22 @@ mod order_key {
             return None;
         }
         let triggers = std::slice::from_raw_parts((*desc).triggers, (*desc).numtriggers as usize);
-        // One constraint (its insert and update checks are two triggers).
-        let mut keys: Vec<Oid> = triggers
+        // One constraint (its insert and update checks are two triggers),
+        // enabled as PostgreSQL creates it: fired except in replica mode.
+        let to_orders: Vec<&pg_sys::Trigger> = triggers
             .iter()
             .filter(|t| {
                 pg_sys::RI_FKey_trigger_type(t.tgfoid) == pg_sys::RI_TRIGGER_FK as i32
                     && t.tgconstrrelid == orders
             })
-            .map(|t| t.tgconstraint)
             .collect();
+        if to_orders
+            .iter()
+            .any(|t| t.tgenabled != pg_sys::TRIGGER_FIRES_ON_ORIGIN as std::ffi::c_char)
+        {
+            return None;
+        }
+        let mut keys: Vec<Oid> = to_orders.iter().map(|t| t.tgconstraint).collect();
         keys.sort_by_key(|k| k.to_u32());
         keys.dedup();
         let [key] = keys.as_slice() else {
@@ -533,6 +608,11 @@ mod order_key {
         restaurant: Option<Datum>,
         order: Option<Datum>,
     ) {
+        // Not in replica mode, where PostgreSQL's check doesn't fire either
+        // (nor the order's own checks).
+        if pg_sys::SessionReplicationRole == pg_sys::SESSION_REPLICATION_ROLE_REPLICA as i32 {
+            return;
+        }
         // A NULL in the key passes, as MATCH SIMPLE lets it (NOT NULL
         // refuses it first in olaclick's table).
         let (Some(restaurant), Some(order)) = (restaurant, order) else {
@@ -543,11 +623,7 @@ mod order_key {
             i64::from_datum(order, false).unwrap_or_default(),
         );
         if let Some(version) = found(orders, restaurant, order) {
-            // In replica mode the order's own checks didn't fire (they are
-            // ENABLE ORIGIN), even if a DBA made the history trigger fire.
-            let checked =
-                pg_sys::SessionReplicationRole != pg_sys::SESSION_REPLICATION_ROLE_REPLICA as i32;
-            if checked && version.is_some() {
+            if version.is_some() {
                 LAST_WRITTEN.set(version);
             }
             return;
@@ -840,6 +916,23 @@ impl TransitionRow {
         }
         pg_sys::tuplestore_rescan(table);
         all
+    }
+
+    /// Every row of `table` (a trigger's tg_newtable or tg_oldtable,
+    /// shaped like `relation`), in order, each in a slot of its own.
+    ///
+    /// # Safety
+    /// As for `only`.
+    pub unsafe fn all(
+        table: *mut pg_sys::Tuplestorestate,
+        relation: pg_sys::Relation,
+    ) -> Vec<TransitionRow> {
+        let mut rows = Vec::new();
+        TransitionRow::each(table, relation, |row| {
+            rows.push(TransitionRow::copy_of(row.slot, row.desc));
+            true
+        });
+        rows
     }
 
     /// A row of its own with the contents of `slot` (shaped like `desc`).

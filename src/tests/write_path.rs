@@ -202,6 +202,67 @@ mod tests {
         both_paths_write_the_same(true);
     }
 
+    /// A statement of more rows than the native path takes
+    /// (audit::NATIVE_ROWS) is logged by the set-based statements; the same
+    /// changes one row per statement natively: both write the same audit
+    /// rows, UPDATEs that change nothing and excluded columns included.
+    #[pg_test]
+    fn bulk_statements_and_single_rows_log_the_same() {
+        let rows = crate::audit::NATIVE_ROWS + 1;
+        Spi::run("SELECT olaclick.audit_exclude('products', '{created_at}')").unwrap();
+        let log = |bulk: bool| -> (i32, String) {
+            let t = tenant(if bulk { "bulk" } else { "single" });
+            let r = t.restaurant;
+            let first: i64 = one("SELECT coalesce(max(id), 0) + 1 FROM olaclick.audit_log");
+            let statements: Vec<String> = if bulk {
+                vec![
+                    format!("INSERT INTO olaclick.products (restaurant_id, name, price)
+                             SELECT {r}, 'p' || g, g FROM generate_series(1, {rows}) g"),
+                    format!("UPDATE olaclick.products SET price = CASE WHEN name IN ('p1', 'p2') THEN price ELSE price + 0.5 END
+                             WHERE restaurant_id = {r} AND name <> 'p'"),
+                    format!("DELETE FROM olaclick.products WHERE restaurant_id = {r} AND name <> 'p'"),
+                ]
+            } else {
+                let each = |sql: &dyn Fn(i64) -> String| (1..=rows).map(sql).collect::<Vec<_>>();
+                [
+                    each(&|g| format!("INSERT INTO olaclick.products (restaurant_id, name, price) VALUES ({r}, 'p{g}', {g})")),
+                    each(&|g| format!("UPDATE olaclick.products SET price = CASE WHEN name IN ('p1', 'p2') THEN price ELSE price + 0.5 END
+                                       WHERE restaurant_id = {r} AND name = 'p{g}'")),
+                    each(&|g| format!("DELETE FROM olaclick.products WHERE restaurant_id = {r} AND name = 'p{g}'")),
+                ]
+                .concat()
+            };
+            run(&statements);
+            let logged = one(&format!(
+                "SELECT string_agg(format('%s %s %s %s %s', op, old_row - '{{id,restaurant_id}}'::text[],
+                                          new_row - '{{id,restaurant_id}}'::text[], changed_cols, db_role),
+                                   E'\n' ORDER BY coalesce(new_row, old_row)->>'name', op)
+                 FROM olaclick.audit_log WHERE id >= {first} AND restaurant_id = {r} AND table_name = 'products'"
+            ));
+            (r, logged)
+        };
+        let (_, set) = log(true);
+        let (_, native) = log(false);
+        assert_eq!(native, set);
+        let n = rows as usize;
+        assert_eq!(
+            set.lines().filter(|l| l.starts_with("INSERT")).count(),
+            n,
+            "{set}"
+        );
+        assert_eq!(
+            set.lines().filter(|l| l.starts_with("UPDATE")).count(),
+            n - 2,
+            "{set}"
+        );
+        assert_eq!(
+            set.lines().filter(|l| l.starts_with("DELETE")).count(),
+            n,
+            "{set}"
+        );
+        assert!(!set.contains("created_at"), "excluded column logged: {set}");
+    }
+
     /// An actor of another restaurant fails the history row's foreign key
     /// (23503), and the status change is undone with everything it wrote.
     #[pg_test]
