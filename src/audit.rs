@@ -8,8 +8,8 @@
 //! `src/native.rs`, with no SQL run. A statement that changed more copies
 //! them from its transition tables in one kept INSERT ... SELECT, so a bulk
 //! statement costs one plan execution, not one per row. Both paths write the
-//! same rows. An UPDATE row that changes
-//! nothing is not logged; a logged UPDATE lists the columns it changed.
+//! same rows. An UPDATE row that changes nothing is not logged; a logged
+//! UPDATE lists the columns it changed.
 //!
 //! What is logged: `users.password_hash` is always removed from the logged
 //! rows, and DBAs can remove more columns or turn a table's auditing off in

@@ -646,6 +646,9 @@ mod order_key {
     /// Whether `orders` has a row (restaurant, order), this transaction's
     /// own changes included: `None` if not, else the version found when it
     /// is this transaction's (and the lookup could tell).
+    ///
+    /// # Safety
+    /// `orders` is the orders table, locked by this transaction.
     unsafe fn found(orders: Oid, restaurant: i32, order: i64) -> Option<Option<Written>> {
         let rel = pg_sys::table_open(orders, pg_sys::AccessShareLock as _);
         let desc = (*rel).rd_att;
