@@ -255,21 +255,6 @@ impl Executor {
         }
     }
 
-    /// Column `i`'s default, compiled for this executor (`None` without one).
-    ///
-    /// # Safety
-    /// `self` is open and `i` is one of the relation's columns.
-    unsafe fn default(&self, i: usize) -> Option<*mut pg_sys::ExprState> {
-        let tree = *self.planned.defaults.get(i)?;
-        if tree.is_null() {
-            return None;
-        }
-        let old = pg_sys::MemoryContextSwitchTo((*self.estate).es_query_cxt);
-        let state = pg_sys::ExecInitExpr(tree, std::ptr::null_mut());
-        pg_sys::MemoryContextSwitchTo(old);
-        Some(state)
-    }
-
     /// A virtual slot of the table's row type, all NULL.
     ///
     /// # Safety
@@ -315,9 +300,9 @@ pub struct Appender {
     slot: *mut pg_sys::TupleTableSlot,
     /// Per column: its default, once compiled.
     defaults: Vec<Option<Option<*mut pg_sys::ExprState>>>,
-    /// History: olaclick's own key to orders, its check taken out of the
-    /// trigger list and made by `order_key`.
-    order_key: Option<Oid>,
+    /// History: olaclick's own key to orders and the orders table, the
+    /// key's check taken out of the trigger list and made by `order_key`.
+    order_key: Option<(Oid, Oid)>,
 }
 
 impl Appender {
@@ -328,7 +313,8 @@ impl Appender {
             let exec = Executor::open(target.relid);
             let slot = exec.slot();
             let order_key = if table == Table::History {
-                order_key::take_out(exec.rri, self::target(Table::Orders).relid)
+                let orders = self::target(Table::Orders).relid;
+                order_key::take_out(exec.rri, orders).map(|key| (key, orders))
             } else {
                 None
             };
@@ -407,7 +393,7 @@ impl Appender {
             pg_sys::AfterTriggerBeginQuery();
             pg_sys::ExecSimpleRelationInsert(self.exec.rri, estate, slot);
             pg_sys::AfterTriggerEndQuery(estate);
-            if let Some(key) = self.order_key {
+            if let Some((key, orders)) = self.order_key {
                 let value = |name: &CStr| {
                     let i = pg_sys::SPI_fnumber(desc, name.as_ptr()) as usize - 1;
                     (!nulls[i]).then(|| values[i])
@@ -415,7 +401,7 @@ impl Appender {
                 order_key::check(
                     rel,
                     key,
-                    target(Table::Orders).relid,
+                    orders,
                     value(c"restaurant_id"),
                     value(c"order_id"),
                 );
@@ -433,7 +419,13 @@ impl Appender {
         if let Some(compiled) = *self.defaults.get(i)? {
             return compiled;
         }
-        let compiled = self.exec.default(i);
+        let tree = *self.exec.planned.defaults.get(i)?;
+        let compiled = (!tree.is_null()).then(|| {
+            let old = pg_sys::MemoryContextSwitchTo((*self.exec.estate).es_query_cxt);
+            let state = pg_sys::ExecInitExpr(tree, std::ptr::null_mut());
+            pg_sys::MemoryContextSwitchTo(old);
+            state
+        });
         self.defaults[i] = Some(compiled);
         compiled
     }
