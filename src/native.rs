@@ -273,7 +273,21 @@ impl Executor {
     /// # Safety
     /// No slot or datum of this executor is used afterwards.
     unsafe fn finish(self) {
-        pg_sys::ExecCloseIndices(self.rri);
+        // Not ExecCloseIndices: it releases each index's lock, which the
+        // next native write of the transaction would take again through
+        // the shared lock table. The indexes stay locked until commit, as
+        // the table does: their lock conflicts with nothing the table's
+        // RowExclusiveLock held until commit doesn't already block.
+        let (descs, count) = ((*self.rri).ri_IndexRelationDescs, (*self.rri).ri_NumIndices);
+        if !descs.is_null() && count > 0 {
+            // ExecOpenIndices filled `count` entries (NULL where an index
+            // was skipped).
+            for &index in std::slice::from_raw_parts(descs, count as usize) {
+                if !index.is_null() {
+                    pg_sys::index_close(index, pg_sys::NoLock as _);
+                }
+            }
+        }
         // Not ExecCloseResultRelations: it would close `rel`, which is ours.
         pg_sys::ExecResetTupleTable((*self.estate).es_tupleTable, false);
         pg_sys::FreeExecutorState(self.estate);
