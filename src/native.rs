@@ -276,8 +276,8 @@ impl Executor {
         // Not ExecCloseIndices: it releases each index's lock, which the
         // next native write of the transaction would take again through
         // the shared lock table. The indexes stay locked until commit, as
-        // the table does: their lock conflicts with nothing the table's
-        // RowExclusiveLock held until commit doesn't already block.
+        // the table does, and as the planner keeps the indexes of a table
+        // any UPDATE or DELETE targets (get_relation_info, same lock mode).
         let (descs, count) = ((*self.rri).ri_IndexRelationDescs, (*self.rri).ri_NumIndices);
         if !descs.is_null() && count > 0 {
             // ExecOpenIndices filled `count` entries (NULL where an index
