@@ -4,21 +4,24 @@
 # run as the postgres OS user, from / (it may not be able to enter a checkout
 # under /root).
 
-# Data directories, sockets and work files of every local cluster.
-root=/var/tmp/olaclick
+# Data directories, sockets and work files of every local cluster
+# (OLACLICK_ROOT and OLACLICK_PORT_OFFSET let two checkouts run their drills
+# side by side without sharing a server).
+root=${OLACLICK_ROOT:-/var/tmp/olaclick}
+off=${OLACLICK_PORT_OFFSET:-0}
 bin=$(pg_config --bindir)
 
 # Every port the scripts use, loopback only: one table, so none collide.
-port_demo=${OLACLICK_DEMO_PORT:-5499}            # scripts/demo
-port_isolation=${OLACLICK_TEST_PORT:-5498}       # isolation specs, cache tests, ops drill 1-2
-port_pgaudit=${OLACLICK_PGAUDIT_PORT:-5497}      # tests/pgaudit/run
-port_pitr_primary=5496                           # tests/ops/run 3-4
-port_pitr_restored=5495
-port_standby=5494
-port_bench=5493                                  # bench/run, bench/cache
-port_ha_monitor=5480 port_ha_node1=5481 port_ha_node2=5482       # tests/ha/run
-port_bench_ha_monitor=5485 port_bench_ha_node1=5486 port_bench_ha_node2=5487   # bench/ha
-port_health_primary=${OLACLICK_HEALTH_PORT:-5461}                # tests/health/run
+port_demo=${OLACLICK_DEMO_PORT:-$((5499 + off))}         # scripts/demo
+port_isolation=${OLACLICK_TEST_PORT:-$((5498 + off))}    # isolation specs, cache tests, ops drill 1-2
+port_pgaudit=${OLACLICK_PGAUDIT_PORT:-$((5497 + off))}   # tests/pgaudit/run
+port_pitr_primary=$((5496 + off))                        # tests/ops/run 3-4
+port_pitr_restored=$((5495 + off))
+port_standby=$((5494 + off))
+port_bench=$((5493 + off))                               # bench/run, bench/cache
+port_ha_monitor=$((5480 + off)) port_ha_node1=$((5481 + off)) port_ha_node2=$((5482 + off))  # tests/ha/run
+port_bench_ha_monitor=$((5485 + off)) port_bench_ha_node1=$((5486 + off)) port_bench_ha_node2=$((5487 + off))  # bench/ha
+port_health_primary=${OLACLICK_HEALTH_PORT:-$((5461 + off))}                # tests/health/run
 port_health_standby=$((port_health_primary + 1))
 
 # As the postgres OS user, from /.
