@@ -5,7 +5,7 @@
 //! One trigger per statement, not per row. A statement that changed one row
 //! (what ORMs send) or a few (up to `NATIVE_ROWS`) is logged natively: each
 //! row's jsonb is built from the transition table and appended through
-//! `src/native.rs`, with no SQL run. A statement that changed more copies
+//! `src/native/`, with no SQL run. A statement that changed more copies
 //! them from its transition tables in one kept INSERT ... SELECT, so a bulk
 //! statement costs one plan execution, not one per row. Both paths write the
 //! same rows. An UPDATE row that changes nothing is not logged; a logged

@@ -1,4 +1,4 @@
-//! The single-row native path (src/native.rs) and the set-based path write
+//! The single-row native path (src/native/) and the set-based path write
 //! the same history and audit rows, and the native path fails the way an
 //! INSERT would: with PostgreSQL's SQLSTATE, leaving nothing half-written.
 #[pgrx::pg_schema]
