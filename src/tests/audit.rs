@@ -304,7 +304,7 @@ mod tests {
             logged("table_name = 'audit_settings' AND op = 'TRUNCATE' AND restaurant_id IS NULL"),
             1
         );
-        assert_fails("TRUNCATE olaclick.order_details", "23514");
+        assert_fails("TRUNCATE olaclick.order_details", "42501");
     }
 
     #[pg_test]
