@@ -110,8 +110,17 @@ unsafe fn status_of(
 ) -> OrderStatus {
     let tupdesc = (*relation).rd_att;
     let attno = pg_sys::SPI_fnumber(tupdesc, c"status".as_ptr());
-    let datum = std::num::NonZeroUsize::new(attno.max(0) as usize)
-        .and_then(|attno| pgrx::heap_getattr_raw(tuple, attno, tupdesc));
+    let Some(attno) = usize::try_from(attno)
+        .ok()
+        .and_then(std::num::NonZeroUsize::new)
+    else {
+        Refusal::column_missing("orders", "status").raise();
+    };
+    let attr = (*tupdesc).attrs.as_slice((*tupdesc).natts as usize)[attno.get() - 1];
+    if attr.atttypid != crate::native::Type::OrderStatus.oid() {
+        Refusal::column_type("orders", "status", "not olaclick.order_status").raise();
+    }
+    let datum = pgrx::heap_getattr_raw(tuple, attno, tupdesc);
     match datum {
         Some(datum) => {
             let label =
