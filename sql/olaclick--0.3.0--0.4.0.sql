@@ -22,7 +22,12 @@
 
 -- == Part 5: passwords, staging, access audit =====================================
 -- health() gains the password_expiry check (sql/health.sql); the staging
--- anonymizer (sql/staging.sql). health()'s grants and revokes stay as they were.
+-- anonymizer (sql/staging.sql); pgaudit's audit role reads personal columns,
+-- not whole tables (sql/security.sql). Its grants and revokes stay as they were.
+
+REVOKE SELECT ON olaclick.users, olaclick.clients FROM olaclick_pgaudit;
+GRANT SELECT (username, full_name, email, password_hash) ON olaclick.users TO olaclick_pgaudit;
+GRANT SELECT (name, email, phone) ON olaclick.clients TO olaclick_pgaudit;
 
 CREATE OR REPLACE FUNCTION olaclick.health()
     RETURNS TABLE (name text, status text, value numeric, warning numeric, critical numeric,
