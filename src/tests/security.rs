@@ -194,7 +194,10 @@ mod tests {
         );
         Spi::run("SET LOCAL olaclick.environment = 'staging'").unwrap();
         assert_fails(call, "55000");
-        assert_fails("SELECT * FROM olaclick.anonymize_for_staging('another_database')", "22023");
+        assert_fails(
+            "SELECT * FROM olaclick.anonymize_for_staging('another_database')",
+            "22023",
+        );
         let a = tenant("a");
         act_as("olaclick_app", Some(a.restaurant));
         assert_fails(call, "42501");
@@ -216,16 +219,16 @@ mod tests {
             one::<String>("SELECT olaclick.staging_fake('clients', 'email', 42)"),
             "client42@staging.invalid"
         );
-        let row: String = one(
-            r#"SELECT olaclick.staging_fake_row('clients',
-                 '{"id": 42, "restaurant_id": 7, "name": "Ana Real", "email": "ana@real.example", "phone": null}')::text"#,
-        );
+        let row: String = one(r#"SELECT olaclick.staging_fake_row('clients',
+                 '{"id": 42, "restaurant_id": 7, "name": "Ana Real", "email": "ana@real.example", "phone": null}')::text"#);
         assert_eq!(
             row,
             r#"{"id": 42, "name": "Rosa Mendoza #42", "email": "client42@staging.invalid", "phone": null, "restaurant_id": 7}"#
         );
         assert_eq!(
-            one::<String>(r#"SELECT olaclick.staging_fake_row('orders', '{"id": 1, "total": 5}')::text"#),
+            one::<String>(
+                r#"SELECT olaclick.staging_fake_row('orders', '{"id": 1, "total": 5}')::text"#
+            ),
             r#"{"id": 1, "total": 5}"#
         );
     }
