@@ -26,6 +26,9 @@ port_ha_monitor=$((5480 + off)) port_ha_node1=$((5481 + off)) port_ha_node2=$((5
 port_bench_ha_monitor=$((5485 + off)) port_bench_ha_node1=$((5486 + off)) port_bench_ha_node2=$((5487 + off))  # bench/ha
 port_health_primary=${OLACLICK_HEALTH_PORT:-$((5461 + off))}                # tests/health/run
 port_health_standby=$((port_health_primary + 1))
+port_access=$((5470 + off)) port_access_mtail=$((5471 + off))  # tests/access/run (mtail's metrics endpoint)
+port_staging=$((5472 + off))                                 # tests/staging/run
+port_passwords=$((5473 + off))                               # tests/passwords/run
 
 # As the postgres OS user, from /.
 as_pg() { (cd / && sudo -u postgres "$@"); }

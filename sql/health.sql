@@ -6,7 +6,9 @@
 -- its unit and the thresholds (warning and critical: the value at or above
 -- which that status is reached; NULL where the status follows from a fact, not
 -- a number). Rows that don't apply are left out: the invalidator and archiving
--- on a standby (unless archive_mode = always), replay lag without standbys.
+-- on a standby (unless archive_mode = always), replay lag without standbys,
+-- password expiry on a standby (roles are the primary's: one alert, not one
+-- per server).
 --
 -- The thresholds are superuser-only settings (src/gucs.rs). A backend that has
 -- not loaded the library yet only has them as placeholders if they were set
@@ -46,6 +48,8 @@ BEGIN ATOMIC
                coalesce(nullif(current_setting('olaclick.health_consistency_orders', true), ''), '1000')::integer
                    AS consistency_orders,
                coalesce(nullif(current_setting('olaclick.notify_channel', true), ''), 'olaclick_cache') AS channel,
+               trim_scale(extract(epoch FROM coalesce(nullif(current_setting('olaclick.health_password_expiry_warning', true), ''),
+                                           '14d')::interval)) AS password_window,
                pg_is_in_recovery() AS in_recovery,
                current_setting('archive_mode') AS archive_mode
     ),
@@ -117,6 +121,36 @@ BEGIN ATOMIC
            OR (SELECT c.restaurant_id FROM olaclick.clients c WHERE c.id = o.client_id) IS DISTINCT FROM o.restaurant_id
            OR (SELECT b.restaurant_id FROM olaclick.branches b WHERE b.id = o.branch_id) IS DISTINCT FROM o.restaurant_id
     ),
+    -- Login roles of olaclick's groups that have a password (a certificate
+    -- or peer login has nothing to expire), with the environment each
+    -- belongs to: olaclick.environment set for the role in this database, for
+    -- the role, for this database, in that order (pg_db_role_setting, never
+    -- the session: a session can't make production look like staging).
+    -- Unset, or anything but staging or development, is production.
+    -- Superusers are members of every role and are not the application's.
+    logins AS (
+        SELECT r.rolname,
+               CASE WHEN r.rolvaliduntil IS NULL OR r.rolvaliduntil = 'infinity' THEN 'no VALID UNTIL'
+                    WHEN r.rolvaliduntil <= now() THEN 'expired ' || date_trunc('second', r.rolvaliduntil)
+                    WHEN r.rolvaliduntil < now() + make_interval(secs => s.password_window)
+                        THEN format('expires in %s (%s)', justify_hours(date_trunc('hour', r.rolvaliduntil - now())),
+                                    date_trunc('second', r.rolvaliduntil))
+               END AS problem,
+               r.rolvaliduntil IS NULL OR r.rolvaliduntil = 'infinity' OR r.rolvaliduntil <= now() AS lapsed,
+               coalesce((SELECT substr(c.c, length('olaclick.environment=') + 1)
+                         FROM pg_db_role_setting d, unnest(d.setconfig) c(c)
+                         WHERE c.c LIKE 'olaclick.environment=%'
+                           AND ((d.setrole = r.oid AND d.setdatabase IN (0, db.oid))
+                                OR (d.setrole = 0 AND d.setdatabase = db.oid))
+                         ORDER BY d.setrole = 0, d.setdatabase = 0
+                         LIMIT 1), 'production') AS environment,
+               r.rolvaliduntil
+        FROM pg_authid r, settings s, pg_database db
+        WHERE db.datname = current_database() AND r.rolcanlogin AND NOT r.rolsuper AND r.rolpassword IS NOT NULL
+          AND EXISTS (SELECT 1 FROM pg_roles g
+                      WHERE g.rolname IN ('olaclick_app', 'olaclick_readonly', 'olaclick_auditor', 'olaclick_pgaudit')
+                        AND pg_has_role(r.oid, g.oid, 'MEMBER'))
+    ),
     checks (ord, name, value, warning, critical, unit, fact, detail) AS (
         SELECT 1, 'notify_queue', trim_scale(round(pg_notification_queue_usage()::numeric, 6)), s.queue_warning,
                s.queue_critical, 'ratio', NULL::text,
@@ -177,6 +211,20 @@ BEGIN ATOMIC
                                 ' (orders ' || (SELECT string_agg(x.id::text, ', ' ORDER BY x.id)
                                                 FROM (SELECT b.id FROM broken b ORDER BY b.id LIMIT 10) x) || ')') END
         FROM settings s
+        UNION ALL
+        SELECT 9, 'password_expiry', (SELECT count(*) FROM logins l WHERE l.problem IS NOT NULL), NULL, NULL, 'roles',
+               CASE WHEN EXISTS (SELECT 1 FROM logins l WHERE l.lapsed AND l.environment NOT IN ('staging', 'development'))
+                        THEN 'critical'
+                    WHEN EXISTS (SELECT 1 FROM logins l WHERE l.problem IS NOT NULL) THEN 'warning'
+                    ELSE 'ok' END,
+               coalesce((SELECT string_agg(format('%s (%s): %s', l.rolname, l.environment, l.problem), '; '
+                                           ORDER BY l.lapsed DESC, l.rolvaliduntil NULLS FIRST, l.rolname)
+                         FROM logins l WHERE l.problem IS NOT NULL) || '; ', '')
+               || format('%s login roles of olaclick''s groups with a password, warned %s before expiry '
+                         '(olaclick.health_password_expiry_warning); rotate with scripts/rotate-password',
+                         (SELECT count(*) FROM logins), trim_scale(round(s.password_window / 86400, 1)) || ' days')
+        FROM settings s
+        WHERE NOT s.in_recovery
     )
     SELECT c.name,
            coalesce(c.fact, CASE WHEN c.value >= c.critical THEN 'critical'

@@ -21,9 +21,374 @@
 --
 
 -- == Part 5: passwords, staging, access audit =====================================
+-- health() gains the password_expiry check (sql/health.sql); the staging
+-- anonymizer (sql/staging.sql); pgaudit's audit role reads personal columns,
+-- not whole tables (sql/security.sql). Its grants and revokes stay as they were.
+
+REVOKE SELECT ON olaclick.users, olaclick.clients FROM olaclick_pgaudit;
+GRANT SELECT (username, full_name, email, password_hash) ON olaclick.users TO olaclick_pgaudit;
+GRANT SELECT (name, email, phone) ON olaclick.clients TO olaclick_pgaudit;
+
+CREATE OR REPLACE FUNCTION olaclick.health()
+    RETURNS TABLE (name text, status text, value numeric, warning numeric, critical numeric,
+                   unit text, detail text)
+    LANGUAGE sql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    SET jit = off
+BEGIN ATOMIC
+    WITH settings AS (
+        SELECT coalesce(nullif(current_setting('olaclick.health_notify_queue_warning', true), ''), '0.5')::numeric
+                   AS queue_warning,
+               coalesce(nullif(current_setting('olaclick.health_notify_queue_critical', true), ''), '0.9')::numeric
+                   AS queue_critical,
+               trim_scale(extract(epoch FROM coalesce(nullif(current_setting('olaclick.health_audit_retention', true), ''),
+                                           '395d')::interval)) AS retention,
+               trim_scale(extract(epoch FROM coalesce(nullif(current_setting('olaclick.health_archive_lag_warning', true), ''),
+                                           '5min')::interval)) AS archive_warning,
+               trim_scale(extract(epoch FROM coalesce(nullif(current_setting('olaclick.health_archive_lag_critical', true), ''),
+                                           '15min')::interval)) AS archive_critical,
+               trim_scale(extract(epoch FROM coalesce(nullif(current_setting('olaclick.health_replay_lag_warning', true), ''),
+                                           '1min')::interval)) AS replay_warning,
+               trim_scale(extract(epoch FROM coalesce(nullif(current_setting('olaclick.health_replay_lag_critical', true), ''),
+                                           '5min')::interval)) AS replay_critical,
+               coalesce(nullif(current_setting('olaclick.health_consistency_orders', true), ''), '1000')::integer
+                   AS consistency_orders,
+               coalesce(nullif(current_setting('olaclick.notify_channel', true), ''), 'olaclick_cache') AS channel,
+               trim_scale(extract(epoch FROM coalesce(nullif(current_setting('olaclick.health_password_expiry_warning', true), ''),
+                                           '14d')::interval)) AS password_window,
+               pg_is_in_recovery() AS in_recovery,
+               current_setting('archive_mode') AS archive_mode
+    ),
+    -- The invalidator names itself (olaclick-cache's APPLICATION_NAME plus
+    -- its role). PostgreSQL shows no backend's LISTEN channels but its own, so
+    -- this is "an invalidator is connected to this database", and any client
+    -- may claim the name: the invalidator's own metrics tell what it hears.
+    invalidators AS (
+        SELECT count(*) AS n,
+               string_agg(format('pid %s from %s since %s', a.pid, coalesce(host(a.client_addr), 'local socket'),
+                                 date_trunc('second', a.backend_start)), ', ' ORDER BY a.pid) AS who
+        FROM pg_stat_activity a
+        WHERE a.datname = current_database() AND a.backend_type = 'client backend'
+          AND a.application_name = 'olaclick-cache-invalidate'
+    ),
+    -- Its row count from the statistics (kept as rows are written, unlike
+    -- reltuples, which waits for ANALYZE). The oldest row by id: one probe
+    -- of the primary key, where min(at) would read the whole log (its BRIN
+    -- index can't answer min()). Rows are numbered as they are written, and
+    -- audit_purge removes the oldest.
+    audit AS (
+        SELECT (SELECT l.at FROM olaclick.audit_log l ORDER BY l.id LIMIT 1) AS oldest,
+               pg_total_relation_size('olaclick.audit_log'::regclass) AS bytes,
+               pg_stat_get_live_tuples('olaclick.audit_log'::regclass) AS rows
+    ),
+    -- Archiving lag is how long the oldest completed WAL segment has waited
+    -- (its .ready file's age), not the time since the last archived one: an
+    -- idle server archives nothing for hours and is not behind.
+    archive AS (
+        SELECT r.n_ready, r.oldest_ready, s.archived_count, s.last_archived_wal, s.last_archived_time,
+               s.failed_count, s.last_failed_wal, s.last_failed_time
+        FROM pg_stat_archiver s,
+             (SELECT count(*) AS n_ready, min(f.modification) AS oldest_ready
+              FROM pg_ls_archive_statusdir() f WHERE f.name LIKE '%.ready') r
+    ),
+    standbys AS (
+        SELECT count(*) AS n,
+               max(extract(epoch FROM coalesce(r.replay_lag, interval '0'))) AS worst,
+               string_agg(format('%s (%s): %s, replay lag %s, %s behind', r.application_name,
+                                 coalesce(host(r.client_addr), 'local socket'), r.state,
+                                 coalesce(date_trunc('second', r.replay_lag)::text, '0'),
+                                 coalesce(pg_size_pretty(pg_wal_lsn_diff(
+                                     CASE WHEN pg_is_in_recovery() THEN pg_last_wal_receive_lsn()
+                                          ELSE pg_current_wal_lsn() END, r.replay_lsn)), 'unknown')),
+                          '; ' ORDER BY r.application_name, r.pid) AS who
+        FROM pg_stat_replication r
+    ),
+    -- The newest orders and the orders of the newest status changes, judged
+    -- by check_consistency()'s order rules: the cost is bounded whatever the
+    -- database's size; check_consistency() itself is the deep check.
+    recent AS (
+        SELECT n.id FROM (SELECT o.id FROM olaclick.orders o ORDER BY o.id DESC
+                          LIMIT (SELECT s.consistency_orders FROM settings s)) n
+        UNION
+        SELECT c.order_id FROM (SELECT h.order_id FROM olaclick.order_status_history h ORDER BY h.id DESC
+                                LIMIT (SELECT s.consistency_orders FROM settings s)) c
+    ),
+    broken AS (
+        SELECT o.id
+        FROM recent r JOIN olaclick.orders o ON o.id = r.id
+        WHERE o.total <> coalesce((SELECT sum(d.quantity * d.price) FROM olaclick.order_details d
+                                   WHERE d.order_id = o.id), 0)
+           OR o.total = 'NaN'
+           OR (SELECT array_agg(h.status ORDER BY h.id) FROM olaclick.order_status_history h
+               WHERE h.order_id = o.id) IS DISTINCT FROM
+              (enum_range(NULL::olaclick.order_status))[1:array_position(enum_range(NULL::olaclick.order_status), o.status)]
+           OR EXISTS (SELECT 1 FROM olaclick.order_details d
+                      WHERE d.order_id = o.id AND d.restaurant_id <> o.restaurant_id)
+           OR (SELECT c.restaurant_id FROM olaclick.clients c WHERE c.id = o.client_id) IS DISTINCT FROM o.restaurant_id
+           OR (SELECT b.restaurant_id FROM olaclick.branches b WHERE b.id = o.branch_id) IS DISTINCT FROM o.restaurant_id
+    ),
+    -- Login roles of olaclick's groups that have a password (a certificate
+    -- or peer login has nothing to expire), with the environment each
+    -- belongs to: olaclick.environment set for the role in this database, for
+    -- the role, for this database, in that order (pg_db_role_setting, never
+    -- the session: a session can't make production look like staging).
+    -- Unset, or anything but staging or development, is production.
+    -- Superusers are members of every role and are not the application's.
+    logins AS (
+        SELECT r.rolname,
+               CASE WHEN r.rolvaliduntil IS NULL OR r.rolvaliduntil = 'infinity' THEN 'no VALID UNTIL'
+                    WHEN r.rolvaliduntil <= now() THEN 'expired ' || date_trunc('second', r.rolvaliduntil)
+                    WHEN r.rolvaliduntil < now() + make_interval(secs => s.password_window)
+                        THEN format('expires in %s (%s)', justify_hours(date_trunc('hour', r.rolvaliduntil - now())),
+                                    date_trunc('second', r.rolvaliduntil))
+               END AS problem,
+               r.rolvaliduntil IS NULL OR r.rolvaliduntil = 'infinity' OR r.rolvaliduntil <= now() AS lapsed,
+               coalesce((SELECT substr(c.c, length('olaclick.environment=') + 1)
+                         FROM pg_db_role_setting d, unnest(d.setconfig) c(c)
+                         WHERE c.c LIKE 'olaclick.environment=%'
+                           AND ((d.setrole = r.oid AND d.setdatabase IN (0, db.oid))
+                                OR (d.setrole = 0 AND d.setdatabase = db.oid))
+                         ORDER BY d.setrole = 0, d.setdatabase = 0
+                         LIMIT 1), 'production') AS environment,
+               r.rolvaliduntil
+        FROM pg_authid r, settings s, pg_database db
+        WHERE db.datname = current_database() AND r.rolcanlogin AND NOT r.rolsuper AND r.rolpassword IS NOT NULL
+          AND EXISTS (SELECT 1 FROM pg_roles g
+                      WHERE g.rolname IN ('olaclick_app', 'olaclick_readonly', 'olaclick_auditor', 'olaclick_pgaudit')
+                        AND pg_has_role(r.oid, g.oid, 'MEMBER'))
+    ),
+    checks (ord, name, value, warning, critical, unit, fact, detail) AS (
+        SELECT 1, 'notify_queue', trim_scale(round(pg_notification_queue_usage()::numeric, 6)), s.queue_warning,
+               s.queue_critical, 'ratio', NULL::text,
+               format('%s%% of the NOTIFY queue in use; when full, every commit that notifies fails',
+                      round(pg_notification_queue_usage()::numeric * 100, 2))
+        FROM settings s
+        UNION ALL
+        SELECT 2, 'invalidator', i.n, NULL, NULL, 'connections',
+               CASE WHEN i.n = 0 THEN 'warning' ELSE 'ok' END,
+               CASE WHEN i.n = 0
+                    THEN format('no olaclick-cache-invalidate connection to database %s: nobody clears the cache '
+                                'on %s, so it serves lists up to its TTL old', current_database(), s.channel)
+                    ELSE format('olaclick-cache-invalidate connected (%s); channel %s', i.who, s.channel) END
+        FROM invalidators i, settings s
+        WHERE NOT s.in_recovery
+        UNION ALL
+        SELECT 3, 'audit_log_size', a.bytes, NULL, NULL, 'bytes', 'ok',
+               format('%s, about %s rows', pg_size_pretty(a.bytes), a.rows)
+        FROM audit a
+        UNION ALL
+        SELECT 4, 'audit_log_age', trim_scale(round(coalesce(extract(epoch FROM now() - a.oldest), 0), 1)), s.retention, NULL,
+               'seconds', NULL,
+               CASE WHEN a.oldest IS NULL THEN 'the audit log is empty'
+                    ELSE format('oldest row written %s; retention %s (olaclick.health_audit_retention): '
+                                'older rows mean olaclick.audit_purge is not running',
+                                date_trunc('second', a.oldest), trim_scale(round(s.retention / 86400, 1)) || ' days') END
+        FROM audit a, settings s
+        UNION ALL
+        SELECT 5, 'archive_lag', trim_scale(round(coalesce(extract(epoch FROM now() - ar.oldest_ready), 0), 1)),
+               s.archive_warning, s.archive_critical, 'seconds', NULL,
+               format('%s WAL segments waiting%s; last archived %s at %s', ar.n_ready,
+                      ', the oldest since ' || date_trunc('second', ar.oldest_ready),
+                      coalesce(ar.last_archived_wal, 'none'), coalesce(date_trunc('second', ar.last_archived_time)::text, 'never'))
+        FROM archive ar, settings s
+        WHERE s.archive_mode = 'always' OR (s.archive_mode = 'on' AND NOT s.in_recovery)
+        UNION ALL
+        SELECT 6, 'archive_failing', ar.failed_count, NULL, NULL, 'failures',
+               CASE WHEN ar.last_failed_time > coalesce(ar.last_archived_time, '-infinity') THEN 'critical' ELSE 'ok' END,
+               CASE WHEN ar.last_failed_time > coalesce(ar.last_archived_time, '-infinity')
+                    THEN format('archive_command is failing: %s failed at %s, last success %s; WAL piles up in pg_wal '
+                                'and point-in-time recovery stops at the last archived segment', ar.last_failed_wal,
+                                date_trunc('second', ar.last_failed_time),
+                                coalesce(date_trunc('second', ar.last_archived_time)::text, 'never'))
+                    ELSE format('%s failures since statistics were reset, none since the last success', ar.failed_count) END
+        FROM archive ar, settings s
+        WHERE s.archive_mode = 'always' OR (s.archive_mode = 'on' AND NOT s.in_recovery)
+        UNION ALL
+        SELECT 7, 'standby_replay_lag', trim_scale(round(st.worst, 1)), s.replay_warning, s.replay_critical, 'seconds', NULL,
+               format('%s standby(s): %s', st.n, st.who)
+        FROM standbys st, settings s
+        WHERE st.n > 0
+        UNION ALL
+        SELECT 8, 'consistency', (SELECT count(*) FROM broken), NULL, 1, 'orders', NULL,
+               CASE WHEN s.consistency_orders = 0 THEN 'skipped: olaclick.health_consistency_orders = 0'
+                    ELSE format('%s broken of the newest %s orders and the orders of the newest %s status changes%s; '
+                                'olaclick.check_consistency() checks everything', (SELECT count(*) FROM broken),
+                                s.consistency_orders, s.consistency_orders,
+                                ' (orders ' || (SELECT string_agg(x.id::text, ', ' ORDER BY x.id)
+                                                FROM (SELECT b.id FROM broken b ORDER BY b.id LIMIT 10) x) || ')') END
+        FROM settings s
+        UNION ALL
+        SELECT 9, 'password_expiry', (SELECT count(*) FROM logins l WHERE l.problem IS NOT NULL), NULL, NULL, 'roles',
+               CASE WHEN EXISTS (SELECT 1 FROM logins l WHERE l.lapsed AND l.environment NOT IN ('staging', 'development'))
+                        THEN 'critical'
+                    WHEN EXISTS (SELECT 1 FROM logins l WHERE l.problem IS NOT NULL) THEN 'warning'
+                    ELSE 'ok' END,
+               coalesce((SELECT string_agg(format('%s (%s): %s', l.rolname, l.environment, l.problem), '; '
+                                           ORDER BY l.lapsed DESC, l.rolvaliduntil NULLS FIRST, l.rolname)
+                         FROM logins l WHERE l.problem IS NOT NULL) || '; ', '')
+               || format('%s login roles of olaclick''s groups with a password, warned %s before expiry '
+                         '(olaclick.health_password_expiry_warning); rotate with scripts/rotate-password',
+                         (SELECT count(*) FROM logins), trim_scale(round(s.password_window / 86400, 1)) || ' days')
+        FROM settings s
+        WHERE NOT s.in_recovery
+    )
+    SELECT c.name,
+           coalesce(c.fact, CASE WHEN c.value >= c.critical THEN 'critical'
+                                 WHEN c.value >= c.warning THEN 'warning'
+                                 ELSE 'ok' END),
+           c.value, c.warning, c.critical, c.unit, c.detail
+    FROM checks c
+    ORDER BY c.ord;
+END;
+
+-- The personal columns, in one place: the anonymizer replaces these, in the
+-- tables and inside audit_log's old_row/new_row. Restaurant and branch names
+-- and addresses identify a business, and often its owner: they go too.
+-- Products, prices, statuses and times are not personal and stay.
+CREATE FUNCTION olaclick.personal_columns()
+    RETURNS TABLE (table_name text, column_name text)
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT v.t, v.c FROM (VALUES ('restaurants', 'name'),
+                                 ('users', 'username'), ('users', 'full_name'), ('users', 'email'),
+                                 ('users', 'password_hash'),
+                                 ('branches', 'name'), ('branches', 'address'),
+                                 ('clients', 'name'), ('clients', 'email'), ('clients', 'phone')) v(t, c);
+END;
+
+-- The fake value of one personal column of the row with this id: a function
+-- of the id alone, so every copy anonymized from the same dump is the same
+-- (tests and bug reports agree on "client 42"), a row keeps one fake in the
+-- table and in every audit row that mentions it, deleted rows included, and
+-- unique columns stay unique (users.username, users.email,
+-- clients (restaurant_id, email)) because ids are. No input value is used:
+-- nothing of the original can be recovered from a fake. The password hash
+-- is one no password matches (a leading '!', as in /etc/shadow).
+CREATE FUNCTION olaclick.staging_fake(table_name text, column_name text, id bigint) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+RETURN CASE staging_fake.table_name || '.' || staging_fake.column_name
+    WHEN 'restaurants.name' THEN 'Restaurant #' || staging_fake.id
+    WHEN 'users.username' THEN 'staging_user_' || staging_fake.id
+    WHEN 'users.full_name' THEN
+        (ARRAY['Ana', 'Luis', 'Marta', 'Jorge', 'Sofía', 'Pedro', 'Lucía', 'Diego', 'Elena', 'Raúl'])[1 + staging_fake.id % 10]
+        || ' ' || (ARRAY['García', 'Pérez', 'Rojas', 'Torres', 'Flores', 'Vargas', 'Castro'])[1 + staging_fake.id % 7]
+        || ' #' || staging_fake.id
+    WHEN 'users.email' THEN 'user' || staging_fake.id || '@staging.invalid'
+    WHEN 'users.password_hash' THEN '!anonymized'
+    WHEN 'branches.name' THEN 'Branch #' || staging_fake.id
+    WHEN 'branches.address' THEN staging_fake.id || ' Example Street'
+    WHEN 'clients.name' THEN
+        (ARRAY['Carmen', 'José', 'Rosa', 'Miguel', 'Julia', 'Andrés', 'Paula', 'Hugo'])[1 + staging_fake.id % 8]
+        || ' ' || (ARRAY['Ramos', 'Silva', 'Mendoza', 'Ortiz', 'Núñez'])[1 + staging_fake.id % 5]
+        || ' #' || staging_fake.id
+    WHEN 'clients.email' THEN 'client' || staging_fake.id || '@staging.invalid'
+    WHEN 'clients.phone' THEN '+00 555 ' || lpad((staging_fake.id % 100000000)::text, 8, '0')
+END;
+
+-- A logged row (audit_log.old_row or new_row) of table_name with its
+-- personal values replaced by the fakes of the row's own id; keys it doesn't
+-- have stay absent and JSON nulls stay null.
+CREATE FUNCTION olaclick.staging_fake_row(table_name text, j jsonb) RETURNS jsonb
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+RETURN staging_fake_row.j || coalesce(
+    (SELECT jsonb_object_agg(p.column_name,
+                             CASE WHEN jsonb_typeof(staging_fake_row.j -> p.column_name) = 'null' THEN 'null'::jsonb
+                                  ELSE to_jsonb(olaclick.staging_fake(p.table_name, p.column_name,
+                                                                      (staging_fake_row.j ->> 'id')::bigint)) END)
+     FROM olaclick.personal_columns() p
+     WHERE p.table_name = staging_fake_row.table_name AND staging_fake_row.j ? p.column_name),
+    '{}'::jsonb);
+
+-- olaclick.anonymize_for_staging(database): replaces every personal value of
+-- this database (personal_columns(), in the tables and in the audit log) with
+-- its fake, and returns how many rows of each table it rewrote.
 --
+-- It never runs on production by mistake: the database must be marked
+--   ALTER DATABASE shop_staging SET olaclick.environment = 'staging';  -- or 'development'
+-- in the catalog (a session's SET doesn't count, and an unmarked database is
+-- production), and its name must be given, so a session connected to the
+-- wrong server or database is refused (55000, 22023). Superusers only (42501):
+-- its statements run in replica mode (session_replication_role), so no
+-- trigger fires for them: the audit trigger would log every original value
+-- again in old_row, and the append-only guard of audit_log would refuse the
+-- rewrite of the log. Only personal columns are written, never a key, total,
+-- status or time, so no guarantee depends on a trigger skipped here; the mode
+-- is put back before it returns (an error aborts the transaction with it).
 --
---
+-- The replaced values stay in the tables' dead row versions until VACUUM
+-- FULL, and in WAL: scripts/anonymize runs VACUUM FULL and ANALYZE after it
+-- (ANALYZE replaces the column statistics, which sample values too).
+CREATE FUNCTION olaclick.anonymize_for_staging(database name)
+    RETURNS TABLE (table_name text, rows_rewritten bigint)
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    marked text;
+    mode text := pg_catalog.current_setting('session_replication_role');
+    t text;
+    n bigint;
+BEGIN
+    IF NOT (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = current_user) THEN
+        RAISE EXCEPTION 'olaclick.anonymize_for_staging must be run by a superuser'
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = pg_catalog.format('%s is not a superuser.', current_user),
+                  HINT = 'Run it as the superuser that restored the staging copy.';
+    END IF;
+    IF anonymize_for_staging.database IS DISTINCT FROM pg_catalog.current_database() THEN
+        RAISE EXCEPTION 'olaclick.anonymize_for_staging: this session is connected to database %, not %',
+                        pg_catalog.current_database(), anonymize_for_staging.database
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'The database to anonymize is named as a confirmation and must be the one connected to.',
+                  HINT = 'Connect to the staging copy and give its name, e.g. SELECT * FROM olaclick.anonymize_for_staging(''shop_staging'').';
+    END IF;
+    SELECT pg_catalog.substr(c.c, pg_catalog.length('olaclick.environment=') + 1) INTO marked
+    FROM pg_catalog.pg_db_role_setting d JOIN pg_catalog.pg_database db ON db.oid = d.setdatabase,
+         pg_catalog.unnest(d.setconfig) c(c)
+    WHERE db.datname = pg_catalog.current_database() AND d.setrole = 0 AND c.c LIKE 'olaclick.environment=%';
+    IF marked IS NULL OR marked NOT IN ('staging', 'development') THEN
+        RAISE EXCEPTION 'olaclick.anonymize_for_staging runs only on a database marked staging or development'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = pg_catalog.format('Database %s is %s.', pg_catalog.current_database(),
+                                             coalesce('marked olaclick.environment = ' || marked,
+                                                      'not marked, which counts as production')),
+                  HINT = pg_catalog.format('On the restored copy, never on production: ALTER DATABASE %I SET olaclick.environment = ''staging'';',
+                                           pg_catalog.current_database());
+    END IF;
+    IF pg_catalog.pg_is_in_recovery() THEN
+        RAISE EXCEPTION 'olaclick.anonymize_for_staging can''t run on a standby'
+            USING ERRCODE = 'read_only_sql_transaction',
+                  HINT = 'Run it on the restored copy''s primary.';
+    END IF;
+
+    PERFORM pg_catalog.set_config('session_replication_role', 'replica', true);
+    FOR t IN SELECT DISTINCT p.table_name FROM olaclick.personal_columns() p ORDER BY 1 LOOP
+        EXECUTE (SELECT pg_catalog.format('UPDATE olaclick.%I SET %s', t,
+                                          pg_catalog.string_agg(pg_catalog.format(
+                                              '%1$I = CASE WHEN %1$I IS NULL THEN NULL ELSE olaclick.staging_fake(%2$L, %1$L, id) END',
+                                              p.column_name, t), ', ' ORDER BY p.column_name))
+                 FROM olaclick.personal_columns() p WHERE p.table_name = t);
+        GET DIAGNOSTICS n = ROW_COUNT;
+        table_name := t; rows_rewritten := n;
+        RETURN NEXT;
+    END LOOP;
+    UPDATE olaclick.audit_log l
+    SET old_row = olaclick.staging_fake_row(l.table_name, l.old_row),
+        new_row = olaclick.staging_fake_row(l.table_name, l.new_row)
+    WHERE l.table_name IN (SELECT p.table_name FROM olaclick.personal_columns() p);
+    GET DIAGNOSTICS n = ROW_COUNT;
+    table_name := 'audit_log'; rows_rewritten := n;
+    RETURN NEXT;
+    PERFORM pg_catalog.set_config('session_replication_role', mode, true);
+END
+$$;
+
+REVOKE ALL ON FUNCTION olaclick.anonymize_for_staging(name) FROM PUBLIC;
+-- == end of Part 5 ==
+
 
 -- == Docs that can't drift (load_demo deterministic) ==
 -- load_demo takes a seed for its random values (setseed) and orders every

@@ -10,8 +10,9 @@
 --   olaclick_readonly  reads the business tables (reporting, read replicas).
 --   olaclick_auditor   reads audit_log and order_status_history, all tenants.
 --   olaclick_pgaudit   holds nothing but pgaudit's object-audit grants:
---                      with pgaudit.role = 'olaclick_pgaudit', every SELECT
---                      of users and clients is logged (docs/security.md).
+--                      with pgaudit.role = 'olaclick_pgaudit', every
+--                      statement reading a personal column of users or
+--                      clients is logged (docs/security.md).
 --
 -- app and readonly see and write one tenant: olaclick.restaurant_id. Unset,
 -- they see no rows and can write none. RLS is ENABLEd and FORCEd on every
@@ -72,7 +73,12 @@ $app$;
 
 GRANT SELECT ON audit_log, order_status_history TO olaclick_auditor;
 
-GRANT SELECT ON users, clients TO olaclick_pgaudit;
+-- Column grants: pgaudit logs a statement that reads a column this role
+-- may read, so reads of people's personal data are logged and a count(*) or
+-- a join on ids is not (personal_columns(), sql/staging.sql, minus the
+-- businesses' names and addresses, which every dashboard reads).
+GRANT SELECT (username, full_name, email, password_hash) ON users TO olaclick_pgaudit;
+GRANT SELECT (name, email, phone) ON clients TO olaclick_pgaudit;
 
 GRANT EXECUTE ON FUNCTION current_restaurant(), current_actor() TO olaclick_app, olaclick_readonly;
 

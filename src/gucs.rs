@@ -95,6 +95,7 @@ pub fn init() {
         GucFlags::default(),
     );
     define_health();
+    define_part5();
 }
 
 // The thresholds of olaclick.health() (sql/health.sql). Superuser-only
@@ -274,4 +275,51 @@ fn parse_id(name: &CStr, value: Option<CString>) -> Option<i32> {
         Ok(id) if id > 0 => Some(id),
         _ => crate::refusal::Refusal::bad_id(&name.to_string_lossy(), text).raise(),
     }
+}
+
+// Part 5: password lifetime and environments (docs/security.md).
+
+/// How long a password set by scripts/rotate-password (and the documented
+/// `CREATE ROLE ... VALID UNTIL`) stays valid. Superuser-only: it is the
+/// cluster's policy, read by the scripts from the server.
+pub static PASSWORD_LIFETIME: GucSetting<i32> = GucSetting::<i32>::new(90 * 86400);
+
+/// How long before a login role's `VALID UNTIL` olaclick.health() warns.
+pub static HEALTH_PASSWORD_EXPIRY_WARNING: GucSetting<i32> = GucSetting::<i32>::new(14 * 86400);
+
+/// What a database (`ALTER DATABASE .. SET`) or a login role (`ALTER ROLE ..
+/// SET`) is: `production`, `staging` or `development`. Read from the catalog
+/// (pg_db_role_setting), never from the session, by health() and
+/// anonymize_for_staging(): a session can't make production look like staging.
+pub static ENVIRONMENT: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+
+fn define_part5() {
+    GucRegistry::define_int_guc(
+        c"olaclick.password_lifetime",
+        c"How long a rotated login role's password stays valid (VALID UNTIL).",
+        c"scripts/rotate-password and the documented CREATE ROLE set VALID UNTIL this far ahead; 90 days by default.",
+        &PASSWORD_LIFETIME,
+        3600,
+        i32::MAX,
+        GucContext::Suset,
+        GucFlags::UNIT_S,
+    );
+    GucRegistry::define_int_guc(
+        c"olaclick.health_password_expiry_warning",
+        c"How long before a login role's password expires olaclick.health() warns.",
+        c"Login roles of olaclick's groups whose VALID UNTIL falls within this window are named in the password_expiry check.",
+        &HEALTH_PASSWORD_EXPIRY_WARNING,
+        0,
+        i32::MAX,
+        GucContext::Suset,
+        GucFlags::UNIT_S,
+    );
+    GucRegistry::define_string_guc(
+        c"olaclick.environment",
+        c"What this database or login role is: production, staging or development.",
+        c"Set with ALTER DATABASE or ALTER ROLE (read from the catalog, not the session). Unset counts as production.",
+        &ENVIRONMENT,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
 }

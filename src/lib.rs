@@ -44,6 +44,7 @@ extension_sql_file!(
 );
 extension_sql_file!("../sql/ops.sql", name = "ops", requires = ["security"]);
 extension_sql_file!("../sql/health.sql", name = "health", requires = ["ops"]);
+extension_sql_file!("../sql/staging.sql", name = "staging", requires = ["ops"]);
 extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 
 #[pg_guard]

@@ -87,6 +87,13 @@ async fn login_role(admin: &tokio_postgres::Client, name: &str, group: &str, pas
         .unwrap();
     // Test constants: no quote to escape.
     assert!(!password.contains('\''));
+    // Statement logging off first, in a statement of its own (a query string
+    // is logged whole, before any of it runs): scripts/cluster logs DDL
+    // (log_statement = 'mod'), and the password must not reach the log.
+    admin
+        .batch_execute("SET log_statement = 'none'")
+        .await
+        .unwrap();
     admin
         .batch_execute(&format!("ALTER ROLE {name} PASSWORD '{password}'"))
         .await
@@ -908,6 +915,10 @@ async fn a_rotated_password_is_picked_up_on_reconnection() {
         .env("DATABASE_URL_FILE", &secret);
     env.spawn_invalidator(command).await;
 
+    env.pg
+        .batch_execute("SET log_statement = 'none'")
+        .await
+        .unwrap();
     env.pg
         .batch_execute(&format!("ALTER ROLE {role} PASSWORD 'second-Secret'"))
         .await

@@ -210,7 +210,8 @@ mod tests {
              WHERE name LIKE 'olaclick.%' AND name NOT LIKE 'olaclick.health%'");
         assert_eq!(
             names,
-            "olaclick.allow_drop,olaclick.audit_derived,olaclick.native_writes,olaclick.notify_channel,olaclick.restaurant_id,olaclick.user_id"
+            "olaclick.allow_drop,olaclick.audit_derived,olaclick.environment,olaclick.native_writes,\
+             olaclick.notify_channel,olaclick.password_lifetime,olaclick.restaurant_id,olaclick.user_id"
         );
         assert_eq!(
             one::<String>("SELECT current_setting('olaclick.native_writes')"),
@@ -236,6 +237,14 @@ mod tests {
             one::<String>("SELECT current_setting('olaclick.restaurant_id')"),
             ""
         );
+        // Part 5 (docs/security.md): a policy, not a session's choice.
+        assert_eq!(
+            one::<String>(
+                "SELECT string_agg(name || '=' || setting || coalesce(unit, '') || ' ' || context, ',' ORDER BY name)
+                 FROM pg_settings WHERE name IN ('olaclick.environment', 'olaclick.password_lifetime')"
+            ),
+            "olaclick.environment= superuser,olaclick.password_lifetime=7776000s superuser"
+        );
     }
 
     /// No application session can silence a health() alert: every threshold
@@ -246,7 +255,7 @@ mod tests {
         let n: i64 = one(
             "SELECT count(*) FROM pg_settings WHERE name LIKE 'olaclick.health%' AND context = 'superuser'",
         );
-        assert_eq!(n, 8);
+        assert_eq!(n, 9);
     }
 
     /// A channel NOTIFY would refuse at commit is refused when it is set.

@@ -179,4 +179,57 @@ mod tests {
         ));
         assert_eq!(audited, 2);
     }
+
+    /// Part 5, staging (sql/staging.sql): the anonymizer never runs on a
+    /// database not marked staging or development in the catalog, whatever
+    /// the session sets, nor for the application; a session of the
+    /// application can't claim an environment either.
+    #[pg_test]
+    fn the_anonymizer_refuses_production_and_the_application() {
+        let call = "SELECT * FROM olaclick.anonymize_for_staging(current_database())";
+        let refused = assert_fails(call, "55000");
+        assert!(
+            refused.contains("runs only on a database marked staging or development"),
+            "{refused}"
+        );
+        Spi::run("SET LOCAL olaclick.environment = 'staging'").unwrap();
+        assert_fails(call, "55000");
+        assert_fails(
+            "SELECT * FROM olaclick.anonymize_for_staging('another_database')",
+            "22023",
+        );
+        let a = tenant("a");
+        act_as("olaclick_app", Some(a.restaurant));
+        assert_fails(call, "42501");
+        assert_fails("SET LOCAL olaclick.environment = 'staging'", "42501");
+        assert_fails("SET LOCAL olaclick.password_lifetime = '1000d'", "42501");
+        back_to_superuser();
+    }
+
+    /// The fakes: a function of the id alone, unique where the columns are,
+    /// and a logged row keeps its keys, loses its values, keeps its nulls.
+    #[pg_test]
+    fn staging_fakes_are_deterministic_unique_and_replace_logged_values() {
+        let distinct: i64 = one(
+            "SELECT count(DISTINCT olaclick.staging_fake('users', 'email', g)) + count(DISTINCT olaclick.staging_fake('users', 'username', g))
+             FROM generate_series(1, 5000) g",
+        );
+        assert_eq!(distinct, 10000);
+        assert_eq!(
+            one::<String>("SELECT olaclick.staging_fake('clients', 'email', 42)"),
+            "client42@staging.invalid"
+        );
+        let row: String = one(r#"SELECT olaclick.staging_fake_row('clients',
+                 '{"id": 42, "restaurant_id": 7, "name": "Ana Real", "email": "ana@real.example", "phone": null}')::text"#);
+        assert_eq!(
+            row,
+            r#"{"id": 42, "name": "Rosa Mendoza #42", "email": "client42@staging.invalid", "phone": null, "restaurant_id": 7}"#
+        );
+        assert_eq!(
+            one::<String>(
+                r#"SELECT olaclick.staging_fake_row('orders', '{"id": 1, "total": 5}')::text"#
+            ),
+            r#"{"id": 1, "total": 5}"#
+        );
+    }
 }
