@@ -46,6 +46,8 @@ BEGIN ATOMIC
                coalesce(nullif(current_setting('olaclick.health_consistency_orders', true), ''), '1000')::integer
                    AS consistency_orders,
                coalesce(nullif(current_setting('olaclick.notify_channel', true), ''), 'olaclick_cache') AS channel,
+               coalesce(nullif(current_setting('olaclick.notify_queue_skip_threshold', true), ''), '0.75')::numeric
+                   AS skip_threshold,
                pg_is_in_recovery() AS in_recovery,
                current_setting('archive_mode') AS archive_mode
     ),
@@ -177,6 +179,23 @@ BEGIN ATOMIC
                                 ' (orders ' || (SELECT string_agg(x.id::text, ', ' ORDER BY x.id)
                                                 FROM (SELECT b.id FROM broken b ORDER BY b.id LIMIT 10) x) || ')') END
         FROM settings s
+        UNION ALL
+        -- Critical while commits skip their cache notifications (the queue at
+        -- or above the skip threshold): the cache is kept right only by
+        -- olaclick-cache's flushes. The value is a counter of every skip.
+        SELECT 9, 'notify_skipped', olaclick.notify_skipped(), NULL, NULL, 'notifications',
+               CASE WHEN pg_notification_queue_usage() >= s.skip_threshold THEN 'critical' ELSE 'ok' END,
+               CASE WHEN pg_notification_queue_usage() >= s.skip_threshold
+                    THEN format('the NOTIFY queue is %s%% full, at or above olaclick.notify_queue_skip_threshold (%s): '
+                                'commits go through without their cache notifications (%s skipped so far) and '
+                                'olaclick-cache flushes the whole cache instead; end the session that holds the queue '
+                                '(a LISTEN in a transaction left open: see pg_stat_activity)',
+                                round(pg_notification_queue_usage()::numeric * 100, 2), s.skip_threshold,
+                                olaclick.notify_skipped())
+                    ELSE format('%s cache notifications skipped in all (a counter); none now: the queue is below '
+                                'olaclick.notify_queue_skip_threshold (%s)', olaclick.notify_skipped(), s.skip_threshold) END
+        FROM settings s
+        WHERE NOT s.in_recovery
     )
     SELECT c.name,
            coalesce(c.fact, CASE WHEN c.value >= c.critical THEN 'critical'
