@@ -264,9 +264,9 @@ impl<'t> Entry<'t> {
             _ => None,
         };
         let row = new.or(old).expect("a logged row change has a row");
-        let tenant = row.get::<i32>(c"restaurant_id").or_else(|| {
+        let tenant = row.integer(c"restaurant_id").or_else(|| {
             (self.table == "restaurants")
-                .then(|| row.get::<i32>(c"id"))
+                .then(|| row.integer(c"id"))
                 .flatten()
         });
         let json = |r: &TransitionRow| {
@@ -302,17 +302,18 @@ impl<'t> Entry<'t> {
         };
         let mut log = self.log.borrow_mut();
         let log = log.get_or_insert_with(|| native::Appender::open(native::Table::AuditLog));
+        // In native::Table::AuditLog's column order.
         log.append(&[
-            (c"restaurant_id", tenant.into_datum()),
-            (c"table_name", self.table.into_datum()),
-            (c"op", op.into_datum()),
-            (c"old_row", old),
-            (c"new_row", new),
-            (c"changed_cols", changed),
-            (c"actor_user_id", self.actor.into_datum()),
-            (c"db_role", self.role.as_str().into_datum()),
-            (c"txid", txid.into_datum()),
-            (c"at", Some(Datum::from(at))),
+            tenant.into_datum(),
+            self.table.into_datum(),
+            op.into_datum(),
+            old,
+            new,
+            changed,
+            self.actor.into_datum(),
+            self.role.as_str().into_datum(),
+            txid.into_datum(),
+            Some(Datum::from(at)),
         ]);
     }
 }
@@ -354,8 +355,11 @@ fn equal(typ: pg_sys::Oid, a: Datum, b: Datum) -> bool {
     unsafe {
         let entry = pg_sys::lookup_type_cache(typ, pg_sys::TYPECACHE_EQ_OPR_FINFO as _);
         if (*entry).eq_opr_finfo.fn_oid == pg_sys::Oid::INVALID {
-            // No equality (never for olaclick's columns): count it as changed.
-            return false;
+            // No equality (a json column a DBA added): compare what the
+            // set-based statements compare, the values' jsonb.
+            let (a, b) = (value_to_jsonb(typ, a), value_to_jsonb(typ, b));
+            return pgrx::direct_function_call::<bool>(pg_sys::jsonb_eq, &[Some(a), Some(b)])
+                .unwrap_or(false);
         }
         let result = pg_sys::FunctionCall2Coll(
             &mut (*entry).eq_opr_finfo,
@@ -399,6 +403,29 @@ fn to_jsonb(row: Datum) -> Datum {
             TO_JSONB.with(|f| f.set(finfo));
         }
         pg_sys::FunctionCall1Coll(finfo, pg_sys::Oid::INVALID, row)
+    }
+}
+
+/// `to_jsonb(value)` for a value of type `typ`, as `to_jsonb(row)` converts
+/// each of the row's columns. Only for columns whose type has no equality
+/// (rare): the function's lookup is made per call.
+fn value_to_jsonb(typ: pg_sys::Oid, value: Datum) -> Datum {
+    // SAFETY: to_jsonb reads its argument's type from the call expression,
+    // built here for `typ`; everything is palloc'd in the current context.
+    unsafe {
+        let mut finfo: pg_sys::FmgrInfo = std::mem::zeroed();
+        pg_sys::fmgr_info(pg_sys::Oid::from(pg_sys::F_TO_JSONB), &mut finfo);
+        let arg = pg_sys::makeNullConst(typ, -1, pg_sys::Oid::INVALID);
+        finfo.fn_expr = pg_sys::makeFuncExpr(
+            pg_sys::Oid::from(pg_sys::F_TO_JSONB),
+            pg_sys::JSONBOID,
+            pg_sys::lappend(std::ptr::null_mut(), arg.cast()),
+            pg_sys::Oid::INVALID,
+            pg_sys::Oid::INVALID,
+            pg_sys::CoercionForm::COERCE_EXPLICIT_CALL,
+        )
+        .cast();
+        pg_sys::FunctionCall1Coll(&mut finfo, pg_sys::Oid::INVALID, value)
     }
 }
 

@@ -11,12 +11,11 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::ffi::CStr;
 
 use pgrx::pg_sys::{self, Datum, Oid};
 use pgrx::prelude::*;
 use pgrx::IntoDatum;
-
-use crate::sandbox;
 
 /// The settings table's name (it is audited too, always).
 pub const TABLE: &str = "audit_settings";
@@ -64,7 +63,6 @@ unsafe extern "C-unwind" fn on_relcache_invalidation(_arg: Datum, relid: Oid) {
             *kept = None;
         }
     });
-    crate::native::forget(relid);
 }
 
 /// The settings of `table`: all of it logged unless audit_settings says
@@ -103,50 +101,89 @@ pub fn changed(settings_table: Oid) {
     unsafe { pg_sys::CacheInvalidateRelcacheByRelid(settings_table) };
 }
 
-/// Reads every table's settings. Called by the audit trigger while it runs
-/// as the tables' owner: the application can't read the settings itself.
+/// Reads every table's settings, with a snapshot taken now rather than the
+/// transaction's: what is read is kept beyond the transaction, and a
+/// REPEATABLE READ or SERIALIZABLE transaction's snapshot would keep settings
+/// older than its own start for the backend's life (no further invalidation
+/// would come to correct them). Read as a table scan, not SQL: an SPI query
+/// of a transaction that has written anything uses the transaction's
+/// snapshot whatever snapshot is active.
 fn load() -> (Oid, HashMap<String, Settings>) {
     // SAFETY: a catalog lookup by name; InvalidOid when missing.
     let relid = unsafe {
         let schema = pg_sys::get_namespace_oid(c"olaclick".as_ptr(), false);
         pg_sys::get_relname_relid(c"audit_settings".as_ptr(), schema)
     };
-    let rows = sandbox::pinned(|| {
-        Spi::connect(|client| {
-            let mut by_table = HashMap::new();
-            for row in client.select(
-                "SELECT table_name, enabled, excluded_columns FROM olaclick.audit_settings",
-                None,
-                &[],
-            )? {
-                let table: Option<String> = row.get(1)?;
-                let enabled: Option<bool> = row.get(2)?;
-                let excluded: Option<Vec<Option<String>>> = row.get(3)?;
-                let mut excluded: Vec<String> =
-                    excluded.unwrap_or_default().into_iter().flatten().collect();
-                excluded.push(ALWAYS_EXCLUDED.into());
-                excluded.sort();
-                excluded.dedup();
-                if let Some(table) = table {
-                    by_table.insert(
-                        table,
-                        Settings {
-                            enabled: enabled.unwrap_or(true),
-                            excluded,
-                        },
-                    );
-                }
-            }
-            Ok::<_, pgrx::spi::Error>(by_table)
-        })
-    });
-    match rows {
-        Ok(rows) => (relid, rows),
-        Err(e) => crate::error::refuse(
-            PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
-            format!("olaclick could not read olaclick.audit_settings: {e}"),
-            "The audit trigger reads the settings once per backend.".into(),
-            "Check that olaclick.audit_settings exists with its columns.".into(),
-        ),
+    if relid == Oid::INVALID {
+        refuse_settings("olaclick.audit_settings is missing".into());
     }
+    let mut by_table = HashMap::new();
+    // SAFETY: the relation is opened and locked before it is read and
+    // closed after; each column is checked to exist with the type it is read
+    // as; the snapshot is registered for the scan and released after it.
+    unsafe {
+        let rel = pg_sys::table_open(relid, pg_sys::AccessShareLock as _);
+        let desc = (*rel).rd_att;
+        let natts = (*desc).natts as usize;
+        let column = |name: &CStr, typ: Oid| {
+            let attrs = (*desc).attrs.as_slice(natts);
+            match attrs
+                .iter()
+                .position(|a| !a.attisdropped && CStr::from_ptr(a.attname.data.as_ptr()) == name)
+            {
+                Some(i) if attrs[i].atttypid == typ => i + 1,
+                _ => refuse_settings(format!(
+                    "olaclick.audit_settings has no column {} of the type it was created with",
+                    name.to_string_lossy()
+                )),
+            }
+        };
+        let table_col = column(c"table_name", pg_sys::TEXTOID);
+        let enabled_col = column(c"enabled", pg_sys::BOOLOID);
+        let excluded_col = column(c"excluded_columns", pg_sys::TEXTARRAYOID);
+        let snapshot = pg_sys::RegisterSnapshot(pg_sys::GetLatestSnapshot());
+        let scan =
+            pg_sys::systable_beginscan(rel, Oid::INVALID, false, snapshot, 0, std::ptr::null_mut());
+        loop {
+            let tuple = pg_sys::systable_getnext(scan);
+            if tuple.is_null() {
+                break;
+            }
+            let value = |attno: usize| {
+                std::num::NonZeroUsize::new(attno)
+                    .and_then(|attno| pgrx::heap_getattr_raw(tuple, attno, desc))
+            };
+            let table = value(table_col).and_then(|d| String::from_datum(d, false));
+            let enabled = value(enabled_col).and_then(|d| bool::from_datum(d, false));
+            let excluded =
+                value(excluded_col).and_then(|d| Vec::<Option<String>>::from_datum(d, false));
+            let mut excluded: Vec<String> =
+                excluded.unwrap_or_default().into_iter().flatten().collect();
+            excluded.push(ALWAYS_EXCLUDED.into());
+            excluded.sort();
+            excluded.dedup();
+            if let Some(table) = table {
+                by_table.insert(
+                    table,
+                    Settings {
+                        enabled: enabled.unwrap_or(true),
+                        excluded,
+                    },
+                );
+            }
+        }
+        pg_sys::systable_endscan(scan);
+        pg_sys::UnregisterSnapshot(snapshot);
+        pg_sys::table_close(rel, pg_sys::AccessShareLock as _);
+    }
+    (relid, by_table)
+}
+
+fn refuse_settings(message: String) -> ! {
+    crate::error::refuse(
+        PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN,
+        message,
+        "The audit trigger reads olaclick.audit_settings once per backend.".into(),
+        "Restore olaclick.audit_settings as sql/audit.sql creates it.".into(),
+    )
 }

@@ -33,3 +33,49 @@ pub fn refuse(code: PgSqlErrorCode, message: String, detail: String, hint: Strin
         .report(PgLogLevel::ERROR);
     unreachable!("ERROR does not return")
 }
+
+/// Column `name` of `row` (a row of olaclick.`table`) as `T`. A column a
+/// DBA renamed, dropped or retyped is refused, naming the table and the
+/// column (42703 missing, 42804 another type), never read as what it isn't
+/// and never an XX000.
+pub fn column<'t, T, A>(row: &'t PgHeapTuple<'_, A>, table: &str, name: &str) -> Option<T>
+where
+    T: FromDatum + IntoDatum + pgrx::datum::UnboxDatum<As<'t> = T> + 't,
+    A: WhoAllocated,
+{
+    row.get_by_name::<T>(name)
+        .unwrap_or_else(|e| refuse_column(table, name, e))
+}
+
+/// Sets column `name` of `row` (a row of olaclick.`table`), refused as
+/// `column` refuses.
+pub fn set_column<T: IntoDatum>(
+    row: &mut PgHeapTuple<'_, AllocatedByRust>,
+    table: &str,
+    name: &str,
+    value: T,
+) {
+    row.set_by_name(name, value)
+        .unwrap_or_else(|e| refuse_column(table, name, e))
+}
+
+fn refuse_column(table: &str, name: &str, error: TryFromDatumError) -> ! {
+    let (code, message) = match error {
+        TryFromDatumError::NoSuchAttributeName(_) | TryFromDatumError::NoSuchAttributeNumber(_) => {
+            (
+                PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN,
+                format!("olaclick.{table} has no column {name}"),
+            )
+        }
+        _ => (
+            PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH,
+            format!("olaclick.{table}.{name} does not have the type olaclick created it with"),
+        ),
+    };
+    refuse(
+        code,
+        message,
+        format!("olaclick's triggers read this column by name: {error}."),
+        "Restore the column as sql/schema.sql creates it; docs/guarantees.md lists the DDL olaclick's tables support.".into(),
+    )
+}

@@ -31,6 +31,11 @@ pub static AUDIT_DERIVED: GucSetting<bool> = GucSetting::<bool>::new(false);
 /// Permits `DROP EXTENSION olaclick` while orders exist.
 pub static ALLOW_DROP: GucSetting<bool> = GucSetting::<bool>::new(false);
 
+/// Lets olaclick write its own rows without SQL where the table's shape
+/// allows it (src/native/). For tests only: off makes every write take the
+/// SQL path, so the two can be compared row for row. Superuser-only.
+pub static NATIVE_WRITES: GucSetting<bool> = GucSetting::<bool>::new(true);
+
 pub fn init() {
     GucRegistry::define_string_guc(
         c"olaclick.user_id",
@@ -79,6 +84,14 @@ pub fn init() {
         c"Off by default, so dropping the extension cannot silently destroy business data.",
         &ALLOW_DROP,
         GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_bool_guc(
+        c"olaclick.native_writes",
+        c"For tests: write olaclick's own rows without SQL where the table's shape allows it.",
+        c"On by default. Off makes history, audit and total writes take the SQL path, which writes the same rows; tests compare the two.",
+        &NATIVE_WRITES,
+        GucContext::Suset,
         GucFlags::default(),
     );
     define_health();

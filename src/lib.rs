@@ -51,6 +51,7 @@ pub extern "C-unwind" fn _PG_init() {
     gucs::init();
     notify::init();
     audit_settings::init();
+    native::init();
     row_jsonb::init();
 }
 

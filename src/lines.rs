@@ -8,20 +8,28 @@
 //! An order's tenant never changes (moving an order to another restaurant is
 //! refused by its lines' and history's keys), so this backend remembers the
 //! tenant of the orders it inserted or looked up: a line that gives its price
-//! but not its tenant, as ORMs send it, costs no SPI call either. A wrong
-//! tenant can't slip through a stale entry: the line's composite key
+//! but not its tenant, as ORMs send it, costs no SPI call either. What is
+//! remembered is forgotten with the orders table's relcache entry (a
+//! TRUNCATE, a restore, DROP and CREATE EXTENSION), and a wrong tenant can't
+//! slip through a stale entry anyway: the line's composite key
 //! (restaurant_id, order_id) is still checked against the order (23503).
+//!
+//! The order and the product are looked up as the caller sees them, under
+//! row-level security: an order of another tenant is refused exactly as a
+//! missing one ("order N does not exist", 23503), so ids can't be probed
+//! across tenants, and a remembered tenant is used only for a session acting
+//! for that tenant (or a role row-level security doesn't apply to).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 
+use pgrx::pg_sys::{self, Oid};
 use pgrx::prelude::*;
 use pgrx::AnyNumeric;
 
-use crate::error::{refuse, Error};
+use crate::error::{column, refuse, set_column, Error};
 use crate::plans::Stmt;
 use crate::restore::restoring;
-use crate::sandbox;
 
 /// The order's tenant, and the product's price if the product is the tenant's.
 static ORDER_AND_PRICE: Stmt = Stmt {
@@ -36,19 +44,45 @@ static ORDER_AND_PRICE: Stmt = Stmt {
 const KNOWN_TENANTS: usize = 4096;
 
 thread_local! {
-    static TENANT_OF: RefCell<HashMap<i64, i32>> = RefCell::new(HashMap::new());
+    /// The orders table the tenants were remembered from, and the tenants.
+    static TENANT_OF: RefCell<(Oid, HashMap<i64, i32>)> = RefCell::new((Oid::INVALID, HashMap::new()));
 }
 
-/// Remembers that `order` belongs to `restaurant` (called for every order
-/// inserted, by src/status.rs).
-pub fn remember_tenant(order: i64, restaurant: i32) {
+/// Remembers that `order` of table `orders` belongs to `restaurant` (called
+/// for every order inserted, by src/status.rs).
+pub fn remember_tenant(orders: Oid, order: i64, restaurant: i32) {
     TENANT_OF.with(|known| {
-        let mut known = known.borrow_mut();
-        if known.len() >= KNOWN_TENANTS {
+        let (table, known) = &mut *known.borrow_mut();
+        if *table != orders || known.len() >= KNOWN_TENANTS {
             known.clear();
+            *table = orders;
         }
         known.insert(order, restaurant);
     });
+}
+
+/// Forgets the remembered tenants if `relid` is the orders table they came
+/// from (or InvalidOid: everything). Called from a relcache invalidation
+/// callback: frees memory, reads nothing.
+pub fn forget_tenants(relid: Oid) {
+    TENANT_OF.with(|known| {
+        let (table, known) = &mut *known.borrow_mut();
+        if relid == Oid::INVALID || relid == *table {
+            known.clear();
+        }
+    });
+}
+
+/// The remembered tenant of `order`, if this session may use it: it acts for
+/// that tenant, or row-level security doesn't apply to it on `lines`.
+fn remembered_tenant(order: i64, lines: Oid) -> Option<i32> {
+    let restaurant = TENANT_OF.with(|known| known.borrow().1.get(&order).copied())?;
+    if crate::gucs::current_restaurant() == Some(restaurant) {
+        return Some(restaurant);
+    }
+    // SAFETY: a catalog and role check; no error with noError = true.
+    let rls = unsafe { pg_sys::check_enable_rls(lines, Oid::INVALID, true) };
+    (rls != pg_sys::CheckEnableRlsResult::RLS_ENABLED as i32).then_some(restaurant)
 }
 
 /// BEFORE INSERT ON order_details FOR EACH ROW.
@@ -60,32 +94,30 @@ fn order_details_defaults<'a>(
         .new()
         .ok_or(Error::WrongEvent("order_details_defaults"))?
         .into_owned();
-    let given_tenant = line.get_by_name::<i32>("restaurant_id")?;
-    let given_price = line.get_by_name::<AnyNumeric>("price")?;
+    let given_tenant = column::<i32, _>(&line, "order_details", "restaurant_id");
+    let given_price = column::<AnyNumeric, _>(&line, "order_details", "price");
     if (given_tenant.is_some() && given_price.is_some()) || restoring() {
         return Ok(Some(line));
     }
     // NULL ids are left for the NOT NULL constraints to report.
     let (Some(order), Some(product)) = (
-        line.get_by_name::<i64>("order_id")?,
-        line.get_by_name::<i32>("product_id")?,
+        column::<i64, _>(&line, "order_details", "order_id"),
+        column::<i32, _>(&line, "order_details", "product_id"),
     ) else {
         return Ok(Some(line));
     };
+    let lines = trigger.relid()?;
     if given_price.is_some() {
-        if let Some(restaurant) = TENANT_OF.with(|known| known.borrow().get(&order).copied()) {
-            line.set_by_name("restaurant_id", restaurant)?;
+        if let Some(restaurant) = remembered_tenant(order, lines) {
+            set_column(&mut line, "order_details", "restaurant_id", restaurant);
             return Ok(Some(line));
         }
     }
-    // Read as the owner: row-level security decides which lines the caller
-    // may write (the policy's WITH CHECK on the line), not what the order's
-    // tenant or the product's price is.
-    let found = sandbox::as_owner(trigger.trigger_data().tg_relation, || {
-        Spi::connect_mut(|client| {
-            ORDER_AND_PRICE.first(client, &[order.into(), product.into()], |row| {
-                row.get_two::<i32, AnyNumeric>()
-            })
+    // As the caller: an order or a product row-level security hides is one
+    // the caller can't name.
+    let found = Spi::connect_mut(|client| {
+        ORDER_AND_PRICE.first(client, &[order.into(), product.into()], |row| {
+            row.get_two::<i32, AnyNumeric>()
         })
     })?;
     let Some((Some(restaurant), price)) = found else {
@@ -96,13 +128,13 @@ fn order_details_defaults<'a>(
             "Insert the order first, or check the order id.".into(),
         );
     };
-    remember_tenant(order, restaurant);
+    remember_tenant(crate::native::orders_relid(), order, restaurant);
     if given_tenant.is_none() {
-        line.set_by_name("restaurant_id", restaurant)?;
+        set_column(&mut line, "order_details", "restaurant_id", restaurant);
     }
     if given_price.is_none() {
         match price {
-            Some(price) => line.set_by_name("price", price)?,
+            Some(price) => set_column(&mut line, "order_details", "price", price),
             None => refuse(
                 PgSqlErrorCode::ERRCODE_FOREIGN_KEY_VIOLATION,
                 format!("product {product} is not a product of restaurant {restaurant}"),

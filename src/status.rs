@@ -18,7 +18,7 @@ use pgrx::prelude::*;
 use pgrx::{pg_sys, AnyNumeric, IntoDatum};
 
 use crate::audit;
-use crate::error::{refuse, Error};
+use crate::error::{column, refuse, Error};
 use crate::gucs;
 use crate::lines;
 use crate::native::{self, TransitionRow};
@@ -43,8 +43,8 @@ fn orders_guard<'a>(
     let Some(new) = trigger.new() else {
         let old = trigger.old().ok_or(Error::WrongEvent("orders_guard"))?;
         if let (Some(restaurant), Some(id)) = (
-            old.get_by_name::<i32>("restaurant_id")?,
-            old.get_by_name::<i64>("id")?,
+            column::<i32, _>(&old, "orders", "restaurant_id"),
+            column::<i64, _>(&old, "orders", "id"),
         ) {
             // SAFETY: the trigger's own relation and tuple, valid for this call.
             let status = unsafe { status_of(data.tg_relation, data.tg_trigtuple, id, restaurant) };
@@ -52,9 +52,9 @@ fn orders_guard<'a>(
         }
         return Ok(Some(old));
     };
-    let id = new.get_by_name::<i64>("id")?.unwrap_or_default();
-    let restaurant = new.get_by_name::<i32>("restaurant_id")?.unwrap_or_default();
-    let new_total = new.get_by_name::<AnyNumeric>("total")?;
+    let id = column::<i64, _>(&new, "orders", "id").unwrap_or_default();
+    let restaurant = column::<i32, _>(&new, "orders", "restaurant_id").unwrap_or_default();
+    let new_total = column::<AnyNumeric, _>(&new, "orders", "total");
     // On INSERT the row is tg_trigtuple; on UPDATE tg_trigtuple is the old row
     // (the newest version, after waiting for its lock) and tg_newtuple the new.
     let is_update = trigger.old().is_some();
@@ -77,7 +77,7 @@ fn orders_guard<'a>(
                 );
             }
             totals::check_written(id, restaurant, None, new_total);
-            lines::remember_tenant(id, restaurant);
+            lines::remember_tenant(trigger.relid()?, id, restaurant);
             notify::touch(restaurant, id, &[new_status]);
         }
         Some(old) => {
@@ -97,7 +97,7 @@ fn orders_guard<'a>(
                     },
                 );
             }
-            let old_total = old.get_by_name::<AnyNumeric>("total")?;
+            let old_total = column::<AnyNumeric, _>(&old, "orders", "total");
             totals::check_written(id, restaurant, Some(old_total), new_total);
             notify::touch(restaurant, id, &[old_status, new_status]);
         }
@@ -195,43 +195,54 @@ fn orders_history<'a>(
                 TransitionRow::only(data.tg_newtable, data.tg_relation),
             )
         };
-        match (is_insert, old, new) {
-            (true, _, Some(new)) => Ok(append_history(&new, actor, now)),
+        // One order: its history row natively, when the order's columns
+        // have the types history takes; otherwise (and for more orders)
+        // the statement's rows in one INSERT ... SELECT.
+        let one = match (is_insert, &old, &new) {
+            (true, _, Some(new)) => Some(new),
             (false, Some(old), Some(new)) => {
-                if old.datum(c"status").map(|d| d.value())
-                    != new.datum(c"status").map(|d| d.value())
-                {
-                    append_history(&new, actor, now);
+                // Enum values compare by their oid.
+                let status = native::Type::OrderStatus.oid();
+                match (old.typed(c"status", status), new.typed(c"status", status)) {
+                    (Ok(a), Ok(b)) if a.map(|d| d.value()) == b.map(|d| d.value()) => {
+                        return Ok(());
+                    }
+                    (Ok(_), Ok(_)) => Some(new),
+                    _ => None,
                 }
-                Ok(())
             }
-            _ => Spi::connect_mut(|client| {
-                register_transition_tables(trigger);
-                stmt.run(client, &[actor.into(), now.into()], |_| Ok(()))
-            }),
+            _ => None,
+        };
+        if let Some(Ok(())) = one.map(|new| append_history(new, actor, now)) {
+            return Ok(());
         }
+        Spi::connect_mut(|client| {
+            register_transition_tables(trigger);
+            stmt.run(client, &[actor.into(), now.into()], |_| Ok(()))
+        })
     })?;
     Ok(None)
 }
 
 /// Appends the history row of one order, as HISTORY_OF_INSERT and
 /// HISTORY_OF_UPDATE would; and its audit row if derived rows are audited.
-fn append_history(order: &TransitionRow, actor: Option<i32>, at: TimestampWithTimeZone) {
-    let row = native::insert(
-        native::Table::History,
-        &[
-            (c"order_id", order.datum(c"id")),
-            (c"restaurant_id", order.datum(c"restaurant_id")),
-            (c"status", order.datum(c"status")),
-            (c"changed_at", at.into_datum()),
-            (c"created_by_user_id", actor.into_datum()),
-        ],
-    );
-    if gucs::AUDIT_DERIVED.get() {
-        audit::log_inserted(
-            "order_status_history",
-            row,
-            order.get::<i32>(c"restaurant_id"),
-        );
+/// `Err` (nothing written) when the order's columns don't have the types
+/// history is written with: the caller's SQL then converts them.
+fn append_history(
+    order: &TransitionRow,
+    actor: Option<i32>,
+    at: TimestampWithTimeZone,
+) -> Result<(), ()> {
+    let values = [
+        order.typed(c"id", pg_sys::INT8OID)?,
+        order.typed(c"restaurant_id", pg_sys::INT4OID)?,
+        order.typed(c"status", native::Type::OrderStatus.oid())?,
+        at.into_datum(),
+        actor.into_datum(),
+    ];
+    let row = native::insert(native::Table::History, &values);
+    if let (Some(row), true) = (row, gucs::AUDIT_DERIVED.get()) {
+        audit::log_inserted("order_status_history", row, order.integer(c"restaurant_id"));
     }
+    Ok(())
 }

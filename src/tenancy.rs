@@ -11,7 +11,7 @@
 
 use pgrx::prelude::*;
 
-use crate::error::{refuse, Error};
+use crate::error::{column, refuse, Error};
 use crate::plans::Stmt;
 use crate::restore::restoring;
 use crate::sandbox;
@@ -37,8 +37,8 @@ fn restaurants_creator_check<'a>(
         .new()
         .ok_or(Error::WrongEvent("restaurants_creator_check"))?;
     let (Some(restaurant), Some(user)) = (
-        row.get_by_name::<i32>("id")?,
-        row.get_by_name::<i32>("created_by_user_id")?,
+        column::<i32, _>(&row, "restaurants", "id"),
+        column::<i32, _>(&row, "restaurants", "created_by_user_id"),
     ) else {
         return Ok(Some(row));
     };
@@ -75,14 +75,14 @@ fn users_creator_guard<'a>(
         .old()
         .ok_or(Error::WrongEvent("users_creator_guard"))?;
     let (Some(user), Some(restaurant)) = (
-        old.get_by_name::<i32>("id")?,
-        old.get_by_name::<i32>("restaurant_id")?,
+        column::<i32, _>(&old, "users", "id"),
+        column::<i32, _>(&old, "users", "restaurant_id"),
     ) else {
         return Ok(trigger.new().or(Some(old)));
     };
     if let Some(new) = trigger.new() {
-        let same = new.get_by_name::<i32>("id")? == Some(user)
-            && new.get_by_name::<i32>("restaurant_id")? == Some(restaurant);
+        let same = column::<i32, _>(&new, "users", "id") == Some(user)
+            && column::<i32, _>(&new, "users", "restaurant_id") == Some(restaurant);
         if same {
             return Ok(Some(new));
         }

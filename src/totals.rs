@@ -7,11 +7,11 @@
 //! `total = total + delta` with `WHERE status = 'initiated'`, in one UPDATE.
 //! A statement that changed the lines of one order (a line, as ORMs send
 //! them, or an order's lines in one INSERT) has its delta computed in Rust
-//! and applied without SQL under READ COMMITTED (src/native.rs
-//! add_to_total: the same lock, newest version and status recheck as the
-//! UPDATE), or by a plain kept UPDATE of that one order under REPEATABLE READ
-//! and SERIALIZABLE, whose snapshot must fail with 40001 on a concurrent
-//! change.
+//! and applied without SQL under READ COMMITTED (src/native/total.rs
+//! add_to_total: the same lookup, lock, newest version and status recheck as
+//! the UPDATE; whenever it can't be sure, the UPDATE itself runs), or by a
+//! plain kept UPDATE of that one order under REPEATABLE READ and
+//! SERIALIZABLE, whose snapshot must fail with 40001 on a concurrent change.
 //!
 //! Why this is right under concurrency: the UPDATE takes the order's row
 //! lock. A second session changing lines of the same order waits for it; when
@@ -149,12 +149,15 @@ fn order_details_totals<'a>(
             if let Some((old, new)) = rows {
                 audit::log_updated("orders", &old, &new);
             }
-            return Ok(match outcome {
+            match outcome {
+                native::Total::Added => return Ok(None),
                 native::Total::Frozen { restaurant, status } => {
-                    Some((Some(*order), Some(restaurant), Some(status)))
+                    return Ok(Some((Some(*order), Some(restaurant), Some(status))))
                 }
-                native::Total::Added | native::Total::Missing => None,
-            });
+                // Not found as one live order, or a shape of orders the
+                // native path doesn't write: the UPDATE below decides.
+                native::Total::Unsure => {}
+            }
         }
         Spi::connect_mut(|client| {
             if let Some((order, delta)) = one {

@@ -7,6 +7,7 @@ mod audit;
 mod demo;
 mod drop_guard;
 mod hostile;
+mod native_safety;
 mod orders;
 mod schema;
 mod security;

@@ -210,7 +210,11 @@ mod tests {
              WHERE name LIKE 'olaclick.%' AND name NOT LIKE 'olaclick.health%'");
         assert_eq!(
             names,
-            "olaclick.allow_drop,olaclick.audit_derived,olaclick.notify_channel,olaclick.restaurant_id,olaclick.user_id"
+            "olaclick.allow_drop,olaclick.audit_derived,olaclick.native_writes,olaclick.notify_channel,olaclick.restaurant_id,olaclick.user_id"
+        );
+        assert_eq!(
+            one::<String>("SELECT current_setting('olaclick.native_writes')"),
+            "on"
         );
         assert_eq!(
             one::<String>("SELECT current_setting('olaclick.audit_derived')"),
