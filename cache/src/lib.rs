@@ -413,12 +413,80 @@ type Message = (Instant, Result<AsyncMessage, tokio_postgres::Error>);
 
 /// The LISTEN connection: the client, and its messages as they arrive.
 struct Listener {
-    client: tokio_postgres::Client,
+    client: std::sync::Arc<tokio_postgres::Client>,
     messages: tokio::sync::mpsc::UnboundedReceiver<Message>,
-    /// `olaclick.notify_skipped()` when the connection was made (the flush
-    /// that follows every connection covers what was skipped before), or
-    /// `None` in a database whose olaclick SQL is older than 0.4.0.
-    skipped: Option<i64>,
+    /// `olaclick.notify_skipped()` as last seen: read when the connection was
+    /// made (the flush that follows every connection covers what was skipped
+    /// before), then by `watch_skips`. `None` in a database whose olaclick
+    /// SQL is older than 0.4.0.
+    skipped: Option<(i64, tokio::sync::watch::Receiver<i64>)>,
+}
+
+/// What the LISTEN connection has for the invalidator next.
+enum Event {
+    Message(Option<Message>),
+    /// The count of skipped notifications, changed.
+    Skipped(i64),
+}
+
+impl Listener {
+    async fn next(&mut self) -> Event {
+        loop {
+            let Some((_, counts)) = self.skipped.as_mut() else {
+                return Event::Message(self.messages.recv().await);
+            };
+            let poller_gone = tokio::select! {
+                message = self.messages.recv() => return Event::Message(message),
+                changed = counts.changed() => changed.is_err(),
+            };
+            match self.skipped.as_mut() {
+                // The poller stops only when the connection fails: the
+                // health check reports that.
+                Some(_) if poller_gone => self.skipped = None,
+                Some((_, counts)) => return Event::Skipped(*counts.borrow_and_update()),
+                None => {}
+            }
+        }
+    }
+}
+
+/// Reads `olaclick.notify_skipped()` every HEALTH_CHECK_EVERY on the LISTEN
+/// connection, from a task of its own: however long a read takes, the
+/// invalidator's loop never waits for it. Stops when the connection is
+/// dropped or a read fails or goes unanswered.
+fn watch_skips(
+    client: &std::sync::Arc<tokio_postgres::Client>,
+    initial: i64,
+) -> tokio::sync::watch::Receiver<i64> {
+    let (tx, rx) = tokio::sync::watch::channel(initial);
+    let client = std::sync::Arc::downgrade(client);
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(HEALTH_CHECK_EVERY);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        every.tick().await;
+        loop {
+            every.tick().await;
+            let Some(client) = client.upgrade() else { return };
+            let read = tokio::time::timeout(
+                ANSWER_TIMEOUT,
+                client.simple_query("SELECT olaclick.notify_skipped()"),
+            )
+            .await;
+            drop(client);
+            let count = match read {
+                Ok(Ok(rows)) => rows.iter().find_map(|message| match message {
+                    tokio_postgres::SimpleQueryMessage::Row(row) => {
+                        row.get(0).and_then(|count| count.parse::<i64>().ok())
+                    }
+                    _ => None,
+                }),
+                _ => None,
+            };
+            let Some(count) = count else { return };
+            tx.send_if_modified(|seen| std::mem::replace(seen, count) != count);
+        }
+    });
+    rx
 }
 
 /// How many notifications olaclick skipped because the NOTIFY queue was
@@ -523,6 +591,8 @@ async fn listen(config: &Config) -> Result<Listener> {
              notifications skipped because the NOTIFY queue is nearly full go unnoticed until ALTER EXTENSION olaclick UPDATE"
         );
     }
+    let client = std::sync::Arc::new(client);
+    let skipped = skipped.map(|count| (count, watch_skips(&client, count)));
     Ok(Listener {
         client,
         messages,
@@ -536,10 +606,10 @@ async fn listen(config: &Config) -> Result<Listener> {
 /// nobody listened are lost, and deletions can't be made while Redis is
 /// away, so every (re)connection of either is followed by a flush of the
 /// cache before the next invalidation. So are notifications olaclick skipped
-/// because the NOTIFY queue was nearly full: the health check every second
-/// reads their count, and a move of it flushes the cache, then once more a
-/// check later (a commit counted just before the first flush may have become
-/// visible only after it).
+/// because the NOTIFY queue was nearly full: a task reads their count every
+/// second, and a move of it flushes the cache, then once more a check later
+/// (a commit counted just before the first flush may have become visible
+/// only after it).
 pub async fn run_invalidator(config: Config, metrics: Metrics) -> Result<()> {
     let mut invalidator = Invalidator {
         config,
@@ -549,7 +619,7 @@ pub async fn run_invalidator(config: Config, metrics: Metrics) -> Result<()> {
         pg_retry: Retry::new(),
         redis_retry: Retry::new(),
         must_flush: true,
-        settle_flush: false,
+        settle_flush: None,
     };
     let mut health = tokio::time::interval(HEALTH_CHECK_EVERY);
     health.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -558,12 +628,15 @@ pub async fn run_invalidator(config: Config, metrics: Metrics) -> Result<()> {
         let retry_at = invalidator.retry_at();
         let next = async {
             match invalidator.pg.as_mut() {
-                Some(listener) => listener.messages.recv().await,
+                Some(listener) => listener.next().await,
                 None => std::future::pending().await,
             }
         };
         tokio::select! {
-            message = next => invalidator.handle(message).await,
+            event = next => match event {
+                Event::Message(message) => invalidator.handle(message).await,
+                Event::Skipped(count) => invalidator.skipped(count),
+            },
             _ = health.tick() => invalidator.check().await,
             _ = async {
                 match retry_at {
@@ -585,8 +658,8 @@ struct Invalidator {
     /// Set on every (re)connection: the cache may be stale until flushed.
     must_flush: bool,
     /// Set when skipped notifications made the cache flush: flush once more
-    /// at the next check.
-    settle_flush: bool,
+    /// at the first check after this time.
+    settle_flush: Option<Instant>,
 }
 
 impl Invalidator {
@@ -720,50 +793,42 @@ impl Invalidator {
         }
     }
 
-    /// Asks both servers for a sign of life; PostgreSQL's answer is the count
-    /// of skipped notifications where the database has it.
+    /// olaclick skipped notifications (the count moved): flush now, and once
+    /// more a check later, for a commit counted just before this flush and
+    /// visible only after it.
+    fn skipped(&mut self, count: i64) {
+        let Some((seen, _)) = self.pg.as_mut().and_then(|l| l.skipped.as_mut()) else {
+            return;
+        };
+        let before = std::mem::replace(seen, count);
+        if count != before {
+            warn!(
+                "invalidator: olaclick skipped {} notifications (the NOTIFY queue is nearly full): flushing the cache",
+                count - before
+            );
+            self.must_flush = true;
+            self.settle_flush = Some(Instant::now() + HEALTH_CHECK_EVERY);
+        }
+    }
+
+    /// Asks both servers for a sign of life.
     async fn check(&mut self) {
-        if let Some(listener) = &mut self.pg {
-            let client = &listener.client;
-            let counts = listener.skipped.is_some();
-            let ask = async move {
-                if counts {
-                    let row = client
-                        .query_one("SELECT olaclick.notify_skipped()", &[])
-                        .await?;
-                    Ok(Some(row.get::<_, i64>(0)))
-                } else {
-                    client.batch_execute("").await.map(|()| None)
-                }
+        if self.settle_flush.is_some_and(|at| Instant::now() >= at) {
+            self.settle_flush = None;
+            self.must_flush = true;
+        }
+        if let Some(listener) = &self.pg {
+            let ping = listener.client.batch_execute("");
+            let failure = match tokio::time::timeout(ANSWER_TIMEOUT, ping).await {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(anyhow::anyhow!(
+                    "connection lost: {}",
+                    self.config.scrub_error(e)
+                )),
+                Err(_) => Some(anyhow::anyhow!("no answer within {ANSWER_TIMEOUT:?}")),
             };
-            let answer: Result<Option<i64>, tokio_postgres::Error> =
-                match tokio::time::timeout(ANSWER_TIMEOUT, ask).await {
-                    Ok(answer) => answer,
-                    Err(_) => {
-                        let e = anyhow::anyhow!("no answer within {ANSWER_TIMEOUT:?}");
-                        self.lost(Target::Postgres, ErrorKind::PostgresConnection, e);
-                        return self.check_redis().await;
-                    }
-                };
-            match answer {
-                Ok(Some(count)) => {
-                    let before = listener.skipped.replace(count).unwrap_or(count);
-                    if count != before {
-                        warn!(
-                            "invalidator: olaclick skipped {} notifications (the NOTIFY queue is nearly full): flushing the cache",
-                            count - before
-                        );
-                        self.must_flush = true;
-                        self.settle_flush = true;
-                    } else if std::mem::take(&mut self.settle_flush) {
-                        self.must_flush = true;
-                    }
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    let e = anyhow::anyhow!("connection lost: {}", self.config.scrub_error(e));
-                    self.lost(Target::Postgres, ErrorKind::PostgresConnection, e);
-                }
+            if let Some(e) = failure {
+                self.lost(Target::Postgres, ErrorKind::PostgresConnection, e);
             }
         }
         self.check_redis().await
