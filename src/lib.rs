@@ -43,7 +43,11 @@ extension_sql_file!(
 );
 extension_sql_file!("../sql/ops.sql", name = "ops", requires = ["security"]);
 extension_sql_file!("../sql/notify.sql", name = "notify", requires = ["ops"]);
-extension_sql_file!("../sql/health.sql", name = "health", requires = ["ops", "notify"]);
+extension_sql_file!(
+    "../sql/health.sql",
+    name = "health",
+    requires = ["ops", "notify"]
+);
 extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 
 #[pg_guard]

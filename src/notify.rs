@@ -303,8 +303,7 @@ fn queue_usage() -> f64 {
     // SAFETY: a built-in function without arguments that returns a float8,
     // called inside a transaction.
     unsafe {
-        pgrx::direct_function_call::<f64>(pg_sys::pg_notification_queue_usage, &[])
-            .unwrap_or(0.0)
+        pgrx::direct_function_call::<f64>(pg_sys::pg_notification_queue_usage, &[]).unwrap_or(0.0)
     }
 }
 
@@ -410,10 +409,16 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(pending(r1), None);
-        Spi::run(&format!("UPDATE olaclick.clients SET name = 'Ana M' WHERE id = {client}")).unwrap();
+        Spi::run(&format!(
+            "UPDATE olaclick.clients SET name = 'Ana M' WHERE id = {client}"
+        ))
+        .unwrap();
         assert_eq!(pending(r1), all(r1));
         PENDING.with(|p| p.borrow_mut().clear());
-        Spi::run(&format!("UPDATE olaclick.restaurants SET name = 'R2' WHERE id = {r1}")).unwrap();
+        Spi::run(&format!(
+            "UPDATE olaclick.restaurants SET name = 'R2' WHERE id = {r1}"
+        ))
+        .unwrap();
         assert_eq!(pending(r1), all(r1));
         assert_eq!(pending(r2), None);
         // A client moved to another restaurant: both restaurants' lists.

@@ -263,7 +263,10 @@ pub enum Source {
     DatabaseWithoutCache(String),
     /// Read from PostgreSQL and not cached: the list has more orders than
     /// `max_orders`.
-    DatabaseTooLong { orders: usize, max_orders: usize },
+    DatabaseTooLong {
+        orders: usize,
+        max_orders: usize,
+    },
 }
 
 /// Cache-aside read. Never fails because of Redis: without it, the answer
@@ -466,7 +469,9 @@ fn watch_skips(
         every.tick().await;
         loop {
             every.tick().await;
-            let Some(client) = client.upgrade() else { return };
+            let Some(client) = client.upgrade() else {
+                return;
+            };
             let read = tokio::time::timeout(
                 ANSWER_TIMEOUT,
                 client.simple_query("SELECT olaclick.notify_skipped()"),

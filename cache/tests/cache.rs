@@ -1613,10 +1613,16 @@ async fn every_column_the_cached_query_reads_notifies() {
 }
 
 /// A connection LISTENing on olaclick's channel, and the payloads it hears.
-async fn listener(db: &str) -> (tokio_postgres::Client, tokio::sync::mpsc::UnboundedReceiver<String>) {
-    let (client, mut connection) = tokio_postgres::connect(&format!("{}/{db}", admin_base()), NoTls)
-        .await
-        .unwrap();
+async fn listener(
+    db: &str,
+) -> (
+    tokio_postgres::Client,
+    tokio::sync::mpsc::UnboundedReceiver<String>,
+) {
+    let (client, mut connection) =
+        tokio_postgres::connect(&format!("{}/{db}", admin_base()), NoTls)
+            .await
+            .unwrap();
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
         while let Some(Ok(message)) =
@@ -1693,7 +1699,10 @@ async fn renaming_a_client_or_the_restaurant_invalidates_its_lists() {
         )
         .await
         .unwrap();
-    assert_eq!(heard_until_fence(&env.pg, &mut heard).await, Vec::<String>::new());
+    assert_eq!(
+        heard_until_fence(&env.pg, &mut heard).await,
+        Vec::<String>::new()
+    );
     assert!(env.cached(1, "initiated").await.is_some());
 
     // A rename and order changes in one transaction: one notification.
@@ -1709,7 +1718,9 @@ async fn renaming_a_client_or_the_restaurant_invalidates_its_lists() {
         .unwrap();
     assert_eq!(
         heard_until_fence(&env.pg, &mut heard).await,
-        vec![r#"{"restaurant_id": 1, "statuses": ["initiated", "sent", "delivered"], "all": true}"#]
+        vec![
+            r#"{"restaurant_id": 1, "statuses": ["initiated", "sent", "delivered"], "all": true}"#
+        ]
     );
     env.wait_gone(1, "initiated").await;
 }
@@ -1782,7 +1793,10 @@ async fn a_nearly_full_queue_skips_notifications_and_the_invalidator_flushes() {
     let stuck = admin(&env.db).await;
     // Separate statements: a LISTEN in the same query string as the BEGIN
     // would be part of the transaction, and not yet listening.
-    stuck.batch_execute("LISTEN olaclick_test_stuck").await.unwrap();
+    stuck
+        .batch_execute("LISTEN olaclick_test_stuck")
+        .await
+        .unwrap();
     stuck.batch_execute("BEGIN; SELECT 1").await.unwrap();
     env.pg
         .batch_execute(
@@ -1798,7 +1812,12 @@ async fn a_nearly_full_queue_skips_notifications_and_the_invalidator_flushes() {
         .get(0);
     assert!(usage > 0.000001, "{usage}");
     let count = |row: tokio_postgres::Row| row.get::<_, i64>(0);
-    let before = count(env.pg.query_one("SELECT olaclick.notify_skipped()", &[]).await.unwrap());
+    let before = count(
+        env.pg
+            .query_one("SELECT olaclick.notify_skipped()", &[])
+            .await
+            .unwrap(),
+    );
 
     env.get(1, "initiated").await;
     env.get(2, "initiated").await;
@@ -1814,7 +1833,12 @@ async fn a_nearly_full_queue_skips_notifications_and_the_invalidator_flushes() {
         .await
         .unwrap();
     assert_eq!(
-        count(env.pg.query_one("SELECT olaclick.notify_skipped()", &[]).await.unwrap()),
+        count(
+            env.pg
+                .query_one("SELECT olaclick.notify_skipped()", &[])
+                .await
+                .unwrap()
+        ),
         before + 2
     );
     let health = env
@@ -1853,12 +1877,20 @@ async fn a_nearly_full_queue_skips_notifications_and_the_invalidator_flushes() {
         .unwrap();
     assert!(payload.starts_with(r#"{"restaurant_id": 1,"#), "{payload}");
     assert_eq!(
-        count(env.pg.query_one("SELECT olaclick.notify_skipped()", &[]).await.unwrap()),
+        count(
+            env.pg
+                .query_one("SELECT olaclick.notify_skipped()", &[])
+                .await
+                .unwrap()
+        ),
         before + 2
     );
     let health = env
         .pg
-        .query_one("SELECT status FROM olaclick.health() WHERE name = 'notify_skipped'", &[])
+        .query_one(
+            "SELECT status FROM olaclick.health() WHERE name = 'notify_skipped'",
+            &[],
+        )
         .await
         .unwrap()
         .get::<_, String>(0);
@@ -1882,7 +1914,10 @@ async fn a_list_longer_than_max_orders_is_not_cached() {
             max_orders: 1
         }
     );
-    assert!(json.contains(r#""id":1"#) && json.contains(r#""id":2"#), "{json}");
+    assert!(
+        json.contains(r#""id":1"#) && json.contains(r#""id":2"#),
+        "{json}"
+    );
     assert_eq!(env.cached(1, "initiated").await, None);
     // Restaurant 2 has one order: cached.
     let (_, source) = olaclick_cache::get(&config, 2, "initiated").await.unwrap();
