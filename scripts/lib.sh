@@ -20,6 +20,8 @@ port_pitr_restored=$((5495 + off))
 port_standby=$((5494 + off))
 port_bench=$((5493 + off))                               # bench/run, bench/cache
 port_native=$((5488 + off))                              # tests/native/run
+port_stress=$((5489 + off))                              # tests/stress/run
+port_readme=$((5479 + off))                              # tests/readme/run
 port_ha_monitor=$((5480 + off)) port_ha_node1=$((5481 + off)) port_ha_node2=$((5482 + off))  # tests/ha/run
 port_bench_ha_monitor=$((5485 + off)) port_bench_ha_node1=$((5486 + off)) port_bench_ha_node2=$((5487 + off))  # bench/ha
 port_health_primary=${OLACLICK_HEALTH_PORT:-$((5461 + off))}                # tests/health/run

@@ -15,7 +15,14 @@
 --   * an order may be delivered at most 8 days after creation, as in the
 --     seed, but no history row is ever dated in the future;
 --   * orders pick a random client of their restaurant, so more orders than
---     clients can be loaded (the seed gave each client at most one order).
+--     clients can be loaded (the seed gave each client at most one order);
+--   * it is reproducible: the random values come from setseed(seed) (pass
+--     seed => NULL for unseeded ones), and every INSERT is ORDER BY'd, with
+--     the random values drawn after the sort, so into a fresh database the
+--     same arguments load the same ids, prices, quantities, statuses and
+--     tenants whatever plan PostgreSQL picks (the README's session relies on
+--     it, tests/readme/run checks it). Timestamps are relative to now().
+--     setseed() also seeds the calling session's random() for what follows.
 CREATE FUNCTION load_demo(
     restaurants             integer  DEFAULT 50,
     users_per_restaurant    integer  DEFAULT 50,
@@ -24,7 +31,8 @@ CREATE FUNCTION load_demo(
     products_per_restaurant integer  DEFAULT 100,
     orders                  bigint   DEFAULT 10000,
     created_within          interval DEFAULT '30 days',
-    batch_size              integer  DEFAULT 100000
+    batch_size              integer  DEFAULT 100000,
+    seed                    double precision DEFAULT 0
 ) RETURNS TABLE (table_name text, rows_loaded bigint)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -52,16 +60,29 @@ BEGIN
         RAISE EXCEPTION 'olaclick.load_demo: sizes must be positive (orders may be 0)'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    IF load_demo.seed NOT BETWEEN -1 AND 1 THEN
+        RAISE EXCEPTION 'olaclick.load_demo: seed must be between -1 and 1, got %', load_demo.seed
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'It is passed to setseed(); NULL leaves random() unseeded.';
+    END IF;
     IF span < interval '7 days' THEN
         RAISE EXCEPTION 'olaclick.load_demo: created_within must be at least 7 days, got %', span
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = '40% of the orders are created in the last 7 days, the rest within created_within.';
     END IF;
 
+    IF load_demo.seed IS NOT NULL THEN
+        PERFORM pg_catalog.setseed(load_demo.seed);
+    END IF;
+
+    -- ORDER BY in every INSERT below: ids follow it, and PostgreSQL computes
+    -- the volatile expressions of a sorted SELECT (random(), nextval()) after
+    -- the sort, so each row draws the same random values on any plan.
     WITH ins AS (
         INSERT INTO olaclick.restaurants (name, created_at)
         SELECT 'Restaurant ' || i, now() - random() * interval '30 days'
         FROM generate_series(1, n_rest) AS i
+        ORDER BY i
         RETURNING id
     )
     SELECT array_agg(id ORDER BY id) INTO r_ids FROM ins;
@@ -75,24 +96,28 @@ BEGIN
            md5(random()::text),
            (ARRAY['A','A','A','A','A','A','A','A','I','B'])[1 + floor(random() * 10)::int]::olaclick.user_status,
            now() - random() * interval '30 days'
-    FROM unnest(r_ids) AS r, generate_series(1, n_users) AS i;
+    FROM unnest(r_ids) AS r, generate_series(1, n_users) AS i
+    ORDER BY r, i;
 
     INSERT INTO olaclick.branches (restaurant_id, name, address, created_at)
     SELECT r, 'Sucursal ' || i || ' R' || r, 'Avenida Principal #' || (100 + i),
            now() - random() * interval '30 days'
-    FROM unnest(r_ids) AS r, generate_series(1, n_branches) AS i;
+    FROM unnest(r_ids) AS r, generate_series(1, n_branches) AS i
+    ORDER BY r, i;
 
     INSERT INTO olaclick.clients (restaurant_id, name, email, phone, created_at)
     SELECT r, 'Cliente ' || i || ' R' || r, 'cliente' || i || '_r' || r || '@mail.com',
            '9' || lpad(trunc(random() * 100000000)::text, 8, '0'),
            now() - random() * interval '30 days'
-    FROM unnest(r_ids) AS r, generate_series(1, n_clients) AS i;
+    FROM unnest(r_ids) AS r, generate_series(1, n_clients) AS i
+    ORDER BY r, i;
 
     INSERT INTO olaclick.products (restaurant_id, name, description, price, created_at)
     SELECT r, 'Producto ' || i || ' R' || r, 'Descripción del producto ' || i,
            round((random() * 90 + 10)::numeric, 2),
            now() - random() * interval '30 days'
-    FROM unnest(r_ids) AS r, generate_series(1, n_products) AS i;
+    FROM unnest(r_ids) AS r, generate_series(1, n_products) AS i
+    ORDER BY r, i;
 
     -- Per restaurant, its clients, branches and products numbered 1..n, so an
     -- order can pick one of its own restaurant's rows with a random number.
@@ -137,8 +162,10 @@ BEGIN
                    random() AS fate,
                    1 + floor(random() * least(5, n_products))::int AS n_lines,
                    floor(random() * n_products)::int AS first_product
-            FROM generate_series(1, this_batch)
-        ) AS o;
+            FROM generate_series(1, this_batch) AS g
+            ORDER BY g
+        ) AS o
+        ORDER BY o.id;
         ANALYZE pg_temp.demo_orders;
 
         -- 1 to 5 distinct products: consecutive numbers from a random start.
@@ -147,7 +174,8 @@ BEGIN
         FROM demo_orders AS o
         CROSS JOIN LATERAL generate_series(0, o.n_lines - 1) AS j
         JOIN demo_products AS p
-          ON p.restaurant_id = o.restaurant_id AND p.n = 1 + (o.first_product + j) % n_products;
+          ON p.restaurant_id = o.restaurant_id AND p.n = 1 + (o.first_product + j) % n_products
+        ORDER BY o.id, j;
         ANALYZE pg_temp.demo_lines;
 
         INSERT INTO olaclick.orders (id, restaurant_id, client_id, branch_id, total, status, created_at)
@@ -163,7 +191,8 @@ BEGIN
         ORDER BY o.id;
 
         INSERT INTO olaclick.order_details (order_id, product_id, quantity, price, restaurant_id)
-        SELECT order_id, product_id, quantity, price, restaurant_id FROM demo_lines;
+        SELECT order_id, product_id, quantity, price, restaurant_id FROM demo_lines
+        ORDER BY order_id, product_id;
         GET DIAGNOSTICS added = ROW_COUNT;
         lines_loaded := lines_loaded + added;
 
@@ -173,7 +202,8 @@ BEGIN
         CROSS JOIN LATERAL (VALUES ('initiated'::olaclick.order_status, o.created_at, true),
                                    ('sent',      o.sent_at,      o.fate < 0.6),
                                    ('delivered', o.delivered_at, o.fate < 0.3)) AS s (status, at, reached)
-        WHERE s.reached;
+        WHERE s.reached
+        ORDER BY o.id, s.status;
         GET DIAGNOSTICS added = ROW_COUNT;
         history_loaded := history_loaded + added;
 
@@ -200,5 +230,5 @@ END
 $load_demo$;
 
 COMMENT ON FUNCTION load_demo IS
-    'Loads the seed''s demo data set (defaults: 50 restaurants, 10,000 orders). Superuser only. Run VACUUM ANALYZE afterwards.';
+    'Loads the seed''s demo data set (defaults: 50 restaurants, 10,000 orders), reproducibly (seed => NULL: unseeded). Superuser only. Run VACUUM ANALYZE afterwards.';
 REVOKE ALL ON FUNCTION load_demo FROM PUBLIC;

@@ -1,4 +1,4 @@
--- Health checks for monitoring (README, "Monitoring"). Keep in step with the
+-- Health checks for monitoring (docs/monitoring.md). Keep in step with the
 -- upgrade scripts: the upgrade drill compares an updated catalog with a fresh
 -- install.
 

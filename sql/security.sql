@@ -2,7 +2,7 @@
 --
 -- Roles are cluster-wide, so they are created only if missing (another
 -- database may have installed olaclick) and DROP EXTENSION leaves them. They
--- are NOLOGIN groups: per-environment login roles are granted them (README).
+-- are NOLOGIN groups: per-environment login roles are granted them (docs/security.md).
 --
 --   olaclick_app       DML on the business tables, nothing else: no DDL,
 --                      no writes to history or audit (olaclick writes those),
@@ -11,7 +11,7 @@
 --   olaclick_auditor   reads audit_log and order_status_history, all tenants.
 --   olaclick_pgaudit   holds nothing but pgaudit's object-audit grants:
 --                      with pgaudit.role = 'olaclick_pgaudit', every SELECT
---                      of users and clients is logged (README).
+--                      of users and clients is logged (docs/security.md).
 --
 -- app and readonly see and write one tenant: olaclick.restaurant_id. Unset,
 -- they see no rows and can write none. RLS is ENABLEd and FORCEd on every

@@ -5,7 +5,7 @@
 //! One trigger per statement, not per row. A statement that changed one row
 //! (what ORMs send) or a few (up to `NATIVE_ROWS`) is logged natively: each
 //! row's jsonb is built from the transition table and appended through
-//! `src/native.rs`, with no SQL run. A statement that changed more copies
+//! `src/native/`, with no SQL run. A statement that changed more copies
 //! them from its transition tables in one kept INSERT ... SELECT, so a bulk
 //! statement costs one plan execution, not one per row. Both paths write the
 //! same rows. An UPDATE row that changes nothing is not logged; a logged
@@ -25,10 +25,11 @@ use pgrx::prelude::*;
 use pgrx::IntoDatum;
 
 use crate::audit_settings::{self, Settings};
-use crate::error::{refuse, Error};
+use crate::error::Error;
 use crate::gucs;
 use crate::native::{self, TransitionRow};
 use crate::plans::{register_transition_tables, run_kept, Key};
+use crate::refusal::Refusal;
 use crate::restore::restoring;
 use crate::sandbox;
 use crate::scope::{self, Writer};
@@ -79,6 +80,27 @@ const LOG_UPDATE: &str = concat!(
      FROM o JOIN r USING (n)
      WHERE o.j IS DISTINCT FROM r.j"
 );
+
+/// `audit_log.op`: what happened to the logged row (the table's CHECK
+/// allows exactly these).
+#[derive(Clone, Copy)]
+enum Op {
+    Insert,
+    Update,
+    Delete,
+    Truncate,
+}
+
+impl Op {
+    fn as_str(self) -> &'static str {
+        match self {
+            Op::Insert => "INSERT",
+            Op::Update => "UPDATE",
+            Op::Delete => "DELETE",
+            Op::Truncate => "TRUNCATE",
+        }
+    }
+}
 
 /// A statement that changed up to this many rows of a table is logged
 /// natively, row by row through one executor; more, by one set-based
@@ -141,19 +163,19 @@ fn audit<'a>(
             )
         };
         match op {
-            PgTriggerOperation::Truncate => entry.write("TRUNCATE", None, None, None, None),
+            PgTriggerOperation::Truncate => entry.write(Op::Truncate, None, None, None, None),
             PgTriggerOperation::Insert => news
                 .iter()
-                .for_each(|new| entry.log_row(&settings, "INSERT", None, Some(new))),
+                .for_each(|new| entry.log_row(&settings, Op::Insert, None, Some(new))),
             PgTriggerOperation::Delete => olds
                 .iter()
-                .for_each(|old| entry.log_row(&settings, "DELETE", Some(old), None)),
+                .for_each(|old| entry.log_row(&settings, Op::Delete, Some(old), None)),
             // The n-th old row and the n-th new row are the same row (see
             // LOG_UPDATE).
             PgTriggerOperation::Update => olds
                 .iter()
                 .zip(&news)
-                .for_each(|(old, new)| entry.log_row(&settings, "UPDATE", Some(old), Some(new))),
+                .for_each(|(old, new)| entry.log_row(&settings, Op::Update, Some(old), Some(new))),
         }
         entry.done();
         Ok(())
@@ -170,7 +192,7 @@ pub fn log_inserted(table: &str, row: Datum, tenant: Option<i32>) {
     }
     let entry = Entry::now(table);
     let new = jsonb_without(to_jsonb(row), settings.excluded_array());
-    entry.write("INSERT", tenant, None, Some(new), None);
+    entry.write(Op::Insert, tenant, None, Some(new), None);
     entry.done();
 }
 
@@ -182,7 +204,7 @@ pub fn log_updated(table: &str, old: &TransitionRow, new: &TransitionRow) {
         return;
     }
     let entry = Entry::now(table);
-    entry.log_row(&settings, "UPDATE", Some(old), Some(new));
+    entry.log_row(&settings, Op::Update, Some(old), Some(new));
     entry.done();
 }
 
@@ -249,7 +271,7 @@ impl<'t> Entry<'t> {
     fn log_row(
         &self,
         settings: &Settings,
-        op: &str,
+        op: Op,
         old: Option<&TransitionRow>,
         new: Option<&TransitionRow>,
     ) {
@@ -286,7 +308,7 @@ impl<'t> Entry<'t> {
     /// Appends the audit row.
     fn write(
         &self,
-        op: &str,
+        op: Op,
         tenant: Option<i32>,
         old: Option<Datum>,
         new: Option<Datum>,
@@ -306,7 +328,7 @@ impl<'t> Entry<'t> {
         log.append(&[
             tenant.into_datum(),
             self.table.into_datum(),
-            op.into_datum(),
+            op.as_str().into_datum(),
             old,
             new,
             changed,
@@ -466,12 +488,7 @@ fn audit_purge(
     archive_to: default!(Option<&str>, "NULL"),
 ) -> i64 {
     let Some(older_than) = older_than else {
-        refuse(
-            PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
-            "olaclick.audit_purge: older_than must not be NULL".into(),
-            "older_than is NULL.".into(),
-            "Give the time before which audit rows go, e.g. now() - interval '1 year'.".into(),
-        );
+        Refusal::purge_without_time().raise();
     };
     let _purge = scope::enter(Writer::AuditPurge);
     let purged = Spi::connect_mut(|client| -> Result<Option<i64>, pgrx::spi::Error> {
@@ -507,12 +524,9 @@ fn audit_purge(
         };
         let sql = match target {
             None => format!("WITH d AS ({rows}) SELECT count(*) FROM d"),
-            Some((_, Some(true))) => refuse(
-                PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
-                "olaclick.audit_purge: archive_to can't be the audit log itself".into(),
-                format!("archive_to is {}.", archive_to.unwrap_or_default()),
-                "Archive into a table of your own with audit_log's columns, e.g. CREATE TABLE audit_archive (LIKE olaclick.audit_log).".into(),
-            ),
+            Some((_, Some(true))) => {
+                Refusal::purge_into_log(archive_to.unwrap_or_default()).raise()
+            }
             Some((target, _)) => format!(
                 "WITH d AS ({rows}), a AS (INSERT INTO {} SELECT * FROM d RETURNING 1)
                  SELECT count(*) FROM a",
@@ -530,11 +544,10 @@ fn audit_purge(
     // archive table) keep their SQLSTATE on the way out.
     match purged {
         Ok(count) => count.unwrap_or(0),
-        Err(e) => refuse(
-            PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+        Err(e) => Refusal::internal(
             format!("olaclick.audit_purge failed: {e}"),
-            "The purge was rolled back; no row was removed.".into(),
-            "Report this with the statement that caused it.".into(),
-        ),
+            "The purge was rolled back; no row was removed.",
+        )
+        .raise(),
     }
 }

@@ -17,6 +17,8 @@ use pgrx::pg_sys::{self, Datum, Oid};
 use pgrx::prelude::*;
 use pgrx::IntoDatum;
 
+use crate::refusal::Refusal;
+
 /// The settings table's name (it is audited too, always).
 pub const TABLE: &str = "audit_settings";
 
@@ -115,7 +117,7 @@ fn load() -> (Oid, HashMap<String, Settings>) {
         pg_sys::get_relname_relid(c"audit_settings".as_ptr(), schema)
     };
     if relid == Oid::INVALID {
-        refuse_settings("olaclick.audit_settings is missing".into());
+        Refusal::table_missing(TABLE).raise();
     }
     let mut by_table = HashMap::new();
     // SAFETY: the relation is opened and locked before it is read and
@@ -123,6 +125,13 @@ fn load() -> (Oid, HashMap<String, Settings>) {
     // as; the snapshot is registered for the scan and released after it.
     unsafe {
         let rel = pg_sys::table_open(relid, pg_sys::AccessShareLock as _);
+        // A view or partitioned table put in its place has no storage to
+        // scan.
+        if (*(*rel).rd_rel).relkind != pg_sys::RELKIND_RELATION as std::ffi::c_char
+            || (*rel).rd_tableam.is_null()
+        {
+            Refusal::not_a_table(TABLE).raise();
+        }
         let desc = (*rel).rd_att;
         let natts = (*desc).natts as usize;
         let column = |name: &CStr, typ: Oid| {
@@ -132,10 +141,10 @@ fn load() -> (Oid, HashMap<String, Settings>) {
                 .position(|a| !a.attisdropped && CStr::from_ptr(a.attname.data.as_ptr()) == name)
             {
                 Some(i) if attrs[i].atttypid == typ => i + 1,
-                _ => refuse_settings(format!(
-                    "olaclick.audit_settings has no column {} of the type it was created with",
-                    name.to_string_lossy()
-                )),
+                Some(_) => {
+                    Refusal::column_type(TABLE, &name.to_string_lossy(), "another type").raise()
+                }
+                None => Refusal::column_missing(TABLE, &name.to_string_lossy()).raise(),
             }
         };
         let table_col = column(c"table_name", pg_sys::TEXTOID);
@@ -177,13 +186,4 @@ fn load() -> (Oid, HashMap<String, Settings>) {
         pg_sys::table_close(rel, pg_sys::AccessShareLock as _);
     }
     (relid, by_table)
-}
-
-fn refuse_settings(message: String) -> ! {
-    crate::error::refuse(
-        PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN,
-        message,
-        "The audit trigger reads olaclick.audit_settings once per backend.".into(),
-        "Restore olaclick.audit_settings as sql/audit.sql creates it.".into(),
-    )
 }

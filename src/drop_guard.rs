@@ -21,8 +21,8 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pgrx::PgList;
 
-use crate::error::refuse;
 use crate::gucs;
+use crate::refusal::Refusal;
 use crate::sandbox;
 
 const SCHEMA: &[u8] = b"olaclick";
@@ -43,12 +43,7 @@ pub unsafe extern "C-unwind" fn olaclick_drop_guard(
 ) -> pg_sys::Datum {
     let context = (*fcinfo).context;
     if context.is_null() || !pgrx::is_a(context, pg_sys::NodeTag::T_EventTriggerData) {
-        refuse(
-            PgSqlErrorCode::ERRCODE_E_R_I_E_EVENT_TRIGGER_PROTOCOL_VIOLATED,
-            "olaclick.drop_guard() can only be called as an event trigger".into(),
-            "It was called directly.".into(),
-            "It runs by itself before DDL that would drop olaclick's data.".into(),
-        );
+        Refusal::drop_guard_called().raise();
     }
     if pg_sys::creating_extension || gucs::ALLOW_DROP.get() {
         return pg_sys::Datum::from(0);
@@ -56,13 +51,7 @@ pub unsafe extern "C-unwind" fn olaclick_drop_guard(
     let event = context as *mut pg_sys::EventTriggerData;
     if let Some(what) = drops_olaclick((*event).parsetree) {
         if holds_orders() {
-            refuse(
-                PgSqlErrorCode::ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST,
-                format!("cannot {what} while olaclick holds orders"),
-                format!("{what} would destroy olaclick's tables with their rows."),
-                "Dump the data first (pg_dump), then SET olaclick.allow_drop = on in this session to drop it anyway."
-                    .into(),
-            );
+            Refusal::drop_with_orders(&what).raise();
         }
     }
     pg_sys::Datum::from(0)

@@ -7,6 +7,8 @@ use pgrx::heap_tuple::PgHeapTupleError;
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
 
+use crate::refusal::Refusal;
+
 #[derive(thiserror::Error, Debug)]
 pub enum Error {
     #[error("olaclick: {0}")]
@@ -25,6 +27,7 @@ pub enum Error {
 
 /// Refuses the statement with a contract SQLSTATE, a message a person can act
 /// on, the row it is about (detail) and what is allowed instead (hint).
+/// Called only by `Refusal::raise` (src/refusal.rs, the catalogue).
 #[track_caller]
 pub fn refuse(code: PgSqlErrorCode, message: String, detail: String, hint: String) -> ! {
     ErrorReport::new(code, message, "olaclick")
@@ -60,22 +63,10 @@ pub fn set_column<T: IntoDatum>(
 }
 
 fn refuse_column(table: &str, name: &str, error: TryFromDatumError) -> ! {
-    let (code, message) = match error {
+    match error {
         TryFromDatumError::NoSuchAttributeName(_) | TryFromDatumError::NoSuchAttributeNumber(_) => {
-            (
-                PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN,
-                format!("olaclick.{table} has no column {name}"),
-            )
+            Refusal::column_missing(table, name).raise()
         }
-        _ => (
-            PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH,
-            format!("olaclick.{table}.{name} does not have the type olaclick created it with"),
-        ),
-    };
-    refuse(
-        code,
-        message,
-        format!("olaclick's triggers read this column by name: {error}."),
-        "Restore the column as sql/schema.sql creates it; docs/guarantees.md lists the DDL olaclick's tables support.".into(),
-    )
+        other => Refusal::column_type(table, name, &other.to_string()).raise(),
+    }
 }

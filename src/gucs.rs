@@ -273,15 +273,7 @@ fn parse_id(name: &CStr, value: Option<CString>) -> Option<i32> {
     }
     match text.parse::<i32>() {
         Ok(id) if id > 0 => Some(id),
-        _ => crate::error::refuse(
-            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
-            format!(
-                "{} must be a positive integer id, not \"{text}\"",
-                name.to_string_lossy()
-            ),
-            format!("{} = \"{text}\"", name.to_string_lossy()),
-            "Set it to an id, or RESET it.".into(),
-        ),
+        _ => crate::refusal::Refusal::bad_id(&name.to_string_lossy(), text).raise(),
     }
 }
 

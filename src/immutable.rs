@@ -6,31 +6,16 @@
 
 use pgrx::prelude::*;
 
-use crate::error::{refuse, Error};
+use crate::error::Error;
 use crate::plans::{register_transition_tables, Stmt};
+use crate::refusal::Refusal;
 use crate::restore::restoring;
 use crate::sandbox;
 use crate::scope::{self, Writer};
 
 fn refuse_write(table: &str, action: &str) -> ! {
-    let hint = if table == "audit_log" {
-        AUDIT_HINT
-    } else {
-        HISTORY_HINT
-    };
-    refuse(
-        PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
-        format!("olaclick.{table} is append-only: {action} is not allowed"),
-        format!("A statement tried to {action} rows of olaclick.{table}."),
-        hint.into(),
-    )
+    Refusal::append_only(table, action).raise()
 }
-
-const HISTORY_HINT: &str =
-    "History is written by olaclick when orders are inserted or change status, and is deleted with its order.";
-
-const AUDIT_HINT: &str =
-    "The audit log is written by olaclick; olaclick.audit_purge() archives and removes old rows.";
 
 /// BEFORE INSERT FOR EACH STATEMENT on order_status_history and audit_log:
 /// only olaclick writes them (and a restore puts them back).
@@ -98,12 +83,7 @@ fn history_delete_guard<'a>(
         })
     })?;
     if let Some(order) = order {
-        refuse(
-            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
-            "olaclick.order_status_history is append-only: delete is not allowed".into(),
-            format!("A statement tried to delete history of order {order}, which still exists."),
-            HISTORY_HINT.into(),
-        );
+        Refusal::history_of_live_order(order).raise();
     }
     Ok(None::<PgHeapTuple<'a, AllocatedByRust>>)
 }

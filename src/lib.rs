@@ -16,6 +16,7 @@ mod native;
 mod notify;
 mod order_status;
 mod plans;
+mod refusal;
 mod restore;
 mod row_jsonb;
 mod sandbox;
@@ -56,6 +57,7 @@ pub extern "C-unwind" fn _PG_init() {
     notify::init();
     audit_settings::init();
     native::init();
+    lines::init();
     row_jsonb::init();
 }
 

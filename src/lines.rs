@@ -27,8 +27,9 @@ use pgrx::pg_sys::{self, Oid};
 use pgrx::prelude::*;
 use pgrx::AnyNumeric;
 
-use crate::error::{column, refuse, set_column, Error};
+use crate::error::{column, set_column, Error};
 use crate::plans::Stmt;
+use crate::refusal::Refusal;
 use crate::restore::restoring;
 
 /// The order's tenant, and the product's price if the product is the tenant's.
@@ -48,8 +49,48 @@ thread_local! {
     static TENANT_OF: RefCell<(Oid, HashMap<i64, i32>)> = RefCell::new((Oid::INVALID, HashMap::new()));
 }
 
+/// Registered once per backend in `_PG_init`: what a transaction or
+/// subtransaction remembered is forgotten when it aborts (its orders are
+/// gone, and their ids may be given to other restaurants' orders).
+pub fn init() {
+    // SAFETY: plain function pointers, valid for the life of the library.
+    unsafe {
+        pg_sys::RegisterXactCallback(Some(on_xact_event), std::ptr::null_mut());
+        pg_sys::RegisterSubXactCallback(Some(on_subxact_event), std::ptr::null_mut());
+    }
+}
+
+#[pg_guard]
+/// # Safety
+/// Called by PostgreSQL's transaction machinery.
+unsafe extern "C-unwind" fn on_xact_event(
+    event: pg_sys::XactEvent::Type,
+    _arg: *mut std::ffi::c_void,
+) {
+    if event == pg_sys::XactEvent::XACT_EVENT_ABORT
+        || event == pg_sys::XactEvent::XACT_EVENT_PARALLEL_ABORT
+    {
+        forget_tenants(Oid::INVALID);
+    }
+}
+
+#[pg_guard]
+/// # Safety
+/// Called by PostgreSQL's transaction machinery.
+unsafe extern "C-unwind" fn on_subxact_event(
+    event: pg_sys::SubXactEvent::Type,
+    _sub: pg_sys::SubTransactionId,
+    _parent: pg_sys::SubTransactionId,
+    _arg: *mut std::ffi::c_void,
+) {
+    if event == pg_sys::SubXactEvent::SUBXACT_EVENT_ABORT_SUB {
+        forget_tenants(Oid::INVALID);
+    }
+}
+
 /// Remembers that `order` of table `orders` belongs to `restaurant` (called
-/// for every order inserted, by src/status.rs).
+/// for every order inserted, once its statement inserted it, by
+/// src/status.rs, and for every order a line looked up).
 pub fn remember_tenant(orders: Oid, order: i64, restaurant: i32) {
     TENANT_OF.with(|known| {
         let (table, known) = &mut *known.borrow_mut();
@@ -74,14 +115,18 @@ pub fn forget_tenants(relid: Oid) {
 }
 
 /// The remembered tenant of `order`, if this session may use it: it acts for
-/// that tenant, or row-level security doesn't apply to it on `lines`.
-fn remembered_tenant(order: i64, lines: Oid) -> Option<i32> {
-    let restaurant = TENANT_OF.with(|known| known.borrow().1.get(&order).copied())?;
+/// that tenant, or row-level security doesn't apply to it on the orders
+/// table the tenant was remembered from.
+fn remembered_tenant(order: i64) -> Option<i32> {
+    let (orders, restaurant) = TENANT_OF.with(|known| {
+        let known = known.borrow();
+        known.1.get(&order).map(|r| (known.0, *r))
+    })?;
     if crate::gucs::current_restaurant() == Some(restaurant) {
         return Some(restaurant);
     }
     // SAFETY: a catalog and role check; no error with noError = true.
-    let rls = unsafe { pg_sys::check_enable_rls(lines, Oid::INVALID, true) };
+    let rls = unsafe { pg_sys::check_enable_rls(orders, Oid::INVALID, true) };
     (rls != pg_sys::CheckEnableRlsResult::RLS_ENABLED as i32).then_some(restaurant)
 }
 
@@ -106,9 +151,8 @@ fn order_details_defaults<'a>(
     ) else {
         return Ok(Some(line));
     };
-    let lines = trigger.relid()?;
     if given_price.is_some() {
-        if let Some(restaurant) = remembered_tenant(order, lines) {
+        if let Some(restaurant) = remembered_tenant(order) {
             set_column(&mut line, "order_details", "restaurant_id", restaurant);
             return Ok(Some(line));
         }
@@ -121,12 +165,7 @@ fn order_details_defaults<'a>(
         })
     })?;
     let Some((Some(restaurant), price)) = found else {
-        refuse(
-            PgSqlErrorCode::ERRCODE_FOREIGN_KEY_VIOLATION,
-            format!("order {order} does not exist"),
-            format!("An order line was inserted for order_id = {order}."),
-            "Insert the order first, or check the order id.".into(),
-        );
+        Refusal::order_missing(order).raise();
     };
     remember_tenant(crate::native::orders_relid(), order, restaurant);
     if given_tenant.is_none() {
@@ -135,14 +174,7 @@ fn order_details_defaults<'a>(
     if given_price.is_none() {
         match price {
             Some(price) => set_column(&mut line, "order_details", "price", price),
-            None => refuse(
-                PgSqlErrorCode::ERRCODE_FOREIGN_KEY_VIOLATION,
-                format!("product {product} is not a product of restaurant {restaurant}"),
-                format!(
-                    "A line of order {order} (restaurant {restaurant}) names product {product}."
-                ),
-                "Use one of the order's restaurant's products.".into(),
-            ),
+            None => Refusal::product_of_another_restaurant(product, order, restaurant).raise(),
         }
     }
     Ok(Some(line))

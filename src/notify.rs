@@ -259,12 +259,7 @@ unsafe extern "C-unwind" fn on_xact_event(event: pg_sys::XactEvent::Type, _arg: 
         pg_sys::XactEvent::XACT_EVENT_PRE_PREPARE => {
             if PENDING.with(|p| !p.borrow().is_empty()) {
                 PENDING.with(|p| p.borrow_mut().clear());
-                crate::error::refuse(
-                    PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
-                    "cannot PREPARE a transaction that changed olaclick orders".into(),
-                    "Its cache invalidation would be lost: PostgreSQL can't NOTIFY from a prepared transaction.".into(),
-                    "Commit the transaction directly.".into(),
-                );
+                crate::refusal::Refusal::prepare_after_order_change().raise();
             }
         }
         pg_sys::XactEvent::XACT_EVENT_ABORT | pg_sys::XactEvent::XACT_EVENT_PARALLEL_ABORT => {

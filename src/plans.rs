@@ -6,6 +6,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 
+use crate::refusal::Refusal;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pgrx::spi::{self, OwnedPreparedStatement, SpiClient, SpiTupleTable};
@@ -101,11 +102,10 @@ pub fn register_transition_tables(trigger: &pgrx::PgTrigger) {
     // SAFETY: called inside Spi::connect, with the trigger's own TriggerData.
     let rc = unsafe { pg_sys::SPI_register_trigger_data(data) };
     if rc < 0 {
-        crate::error::refuse(
-            PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+        Refusal::internal(
             format!("olaclick could not see the trigger's transition tables (SPI code {rc})"),
-            "SPI_register_trigger_data failed inside an olaclick trigger.".into(),
-            "Report this with the statement that caused it.".into(),
-        );
+            "SPI_register_trigger_data failed inside an olaclick trigger.",
+        )
+        .raise();
     }
 }

@@ -150,16 +150,7 @@ unsafe fn string(text: *const std::ffi::c_char) -> pg_sys::JsonbValue {
     let len = std::ffi::CStr::from_ptr(text).to_bytes().len();
     // As PostgreSQL's checkStringLen: a jsonb string holds up to 256 MB.
     if len > pg_sys::JENTRY_OFFLENMASK as usize {
-        crate::error::refuse(
-            PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
-            "string too long to represent as jsonb string".into(),
-            format!(
-                "Due to an implementation restriction, jsonb strings cannot exceed {} bytes.",
-                pg_sys::JENTRY_OFFLENMASK
-            ),
-            "Leave the column out of the audit: olaclick.audit_exclude(table_name, columns)."
-                .into(),
-        );
+        crate::refusal::Refusal::jsonb_string_too_long(pg_sys::JENTRY_OFFLENMASK as usize).raise();
     }
     let mut value: pg_sys::JsonbValue = std::mem::zeroed();
     value.type_ = pg_sys::jbvType::jbvString;

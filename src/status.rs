@@ -18,13 +18,14 @@ use pgrx::prelude::*;
 use pgrx::{pg_sys, AnyNumeric, IntoDatum};
 
 use crate::audit;
-use crate::error::{column, refuse, Error};
+use crate::error::{column, Error};
 use crate::gucs;
 use crate::lines;
 use crate::native::{self, TransitionRow};
 use crate::notify;
 use crate::order_status::OrderStatus;
 use crate::plans::{register_transition_tables, Stmt};
+use crate::refusal::Refusal;
 use crate::restore::restoring;
 use crate::sandbox;
 use crate::scope::{self, Writer};
@@ -69,15 +70,9 @@ fn orders_guard<'a>(
     match trigger.old() {
         None => {
             if new_status != OrderStatus::Initiated {
-                refuse(
-                    PgSqlErrorCode::ERRCODE_CHECK_VIOLATION,
-                    format!("a new order must start as initiated, not {new_status}"),
-                    format!("Order {id} of restaurant {restaurant} was inserted with status {new_status}."),
-                    "Insert the order without a status, then move it forward with UPDATE.".into(),
-                );
+                Refusal::new_order_not_initiated(id, restaurant, &new_status.to_string()).raise();
             }
             totals::check_written(id, restaurant, None, new_total);
-            lines::remember_tenant(trigger.relid()?, id, restaurant);
             notify::touch(restaurant, id, &[new_status]);
         }
         Some(old) => {
@@ -85,17 +80,14 @@ fn orders_guard<'a>(
             let old_status =
                 unsafe { status_of(data.tg_relation, data.tg_trigtuple, id, restaurant) };
             if old_status != new_status && old_status.next() != Some(new_status) {
-                refuse(
-                    PgSqlErrorCode::ERRCODE_CHECK_VIOLATION,
-                    format!("order status cannot move from {old_status} to {new_status}"),
-                    format!("Order {id} of restaurant {restaurant} is {old_status}."),
-                    match old_status.next() {
-                        Some(next) => format!("From {old_status} the only next status is {next}."),
-                        None => format!(
-                            "{old_status} is final: the order's status can't change any more."
-                        ),
-                    },
-                );
+                Refusal::status_move(
+                    id,
+                    restaurant,
+                    &old_status.to_string(),
+                    &new_status.to_string(),
+                    old_status.next().map(|n| n.to_string()).as_deref(),
+                )
+                .raise();
             }
             let old_total = column::<AnyNumeric, _>(&old, "orders", "total");
             totals::check_written(id, restaurant, Some(old_total), new_total);
@@ -118,32 +110,28 @@ unsafe fn status_of(
 ) -> OrderStatus {
     let tupdesc = (*relation).rd_att;
     let attno = pg_sys::SPI_fnumber(tupdesc, c"status".as_ptr());
-    let datum = std::num::NonZeroUsize::new(attno.max(0) as usize)
-        .and_then(|attno| pgrx::heap_getattr_raw(tuple, attno, tupdesc));
+    let Some(attno) = usize::try_from(attno)
+        .ok()
+        .and_then(std::num::NonZeroUsize::new)
+    else {
+        Refusal::column_missing("orders", "status").raise();
+    };
+    let attr = (*tupdesc).attrs.as_slice((*tupdesc).natts as usize)[attno.get() - 1];
+    if attr.atttypid != crate::native::Type::OrderStatus.oid() {
+        Refusal::column_type("orders", "status", "not olaclick.order_status").raise();
+    }
+    let datum = pgrx::heap_getattr_raw(tuple, attno, tupdesc);
     match datum {
         Some(datum) => {
             let label =
                 pgrx::enum_helper::lookup_enum_by_oid(pg_sys::Oid::from(datum.value() as u32)).0;
             // The enum and OrderStatus are checked to agree (src/order_status.rs).
-            OrderStatus::from_label(&label).unwrap_or_else(|| {
-                refuse(
-                    PgSqlErrorCode::ERRCODE_INVALID_TEXT_REPRESENTATION,
-                    format!("olaclick does not know the order status \"{label}\""),
-                    format!("Order {id} of restaurant {restaurant}."),
-                    "olaclick.order_status was changed by hand; restore its labels.".into(),
-                )
-            })
+            OrderStatus::from_label(&label)
+                .unwrap_or_else(|| Refusal::unknown_status(id, restaurant, &label).raise())
         }
         // The NOT NULL constraint is checked after BEFORE triggers; this one
         // needs a status to judge, so it reports the NULL itself.
-        None => refuse(
-            PgSqlErrorCode::ERRCODE_NOT_NULL_VIOLATION,
-            "null value in column \"status\" of relation \"orders\" violates not-null constraint"
-                .into(),
-            format!("Order {id} of restaurant {restaurant} was written with a NULL status."),
-            "Leave status out of an INSERT (it starts as initiated); UPDATE it to the next status."
-                .into(),
-        ),
+        None => Refusal::null_status(id, restaurant).raise(),
     }
 }
 
@@ -199,7 +187,17 @@ fn orders_history<'a>(
         // have the types history takes; otherwise (and for more orders)
         // the statement's rows in one INSERT ... SELECT.
         let one = match (is_insert, &old, &new) {
-            (true, _, Some(new)) => Some(new),
+            (true, _, Some(new)) => {
+                // Inserted for good (this statement's AFTER trigger): its
+                // tenant can be remembered for its lines.
+                if let (Some(id), Some(restaurant)) =
+                    (new.get::<i64>(c"id"), new.integer(c"restaurant_id"))
+                {
+                    // SAFETY: the trigger's own relation.
+                    lines::remember_tenant(unsafe { (*data.tg_relation).rd_id }, id, restaurant);
+                }
+                Some(new)
+            }
             (false, Some(old), Some(new)) => {
                 // Enum values compare by their oid.
                 let status = native::Type::OrderStatus.oid();

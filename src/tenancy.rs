@@ -11,8 +11,9 @@
 
 use pgrx::prelude::*;
 
-use crate::error::{column, refuse, Error};
+use crate::error::{column, Error};
 use crate::plans::Stmt;
+use crate::refusal::Refusal;
 use crate::restore::restoring;
 use crate::sandbox;
 
@@ -52,15 +53,7 @@ fn restaurants_creator_check<'a>(
     match owner {
         Some(owner) if owner == restaurant => {}
         None if restoring() => {}
-        _ => refuse(
-            PgSqlErrorCode::ERRCODE_FOREIGN_KEY_VIOLATION,
-            format!("user {user} is not a user of restaurant {restaurant}"),
-            match owner {
-                Some(owner) => format!("User {user} belongs to restaurant {owner}."),
-                None => format!("There is no user {user}."),
-            },
-            "A restaurant's created_by_user_id must name one of its own users.".into(),
-        ),
+        _ => Refusal::creator_not_a_user(user, restaurant, owner).raise(),
     }
     Ok(Some(row))
 }
@@ -97,12 +90,7 @@ fn users_creator_guard<'a>(
         })
     })?;
     if referenced == Some(true) {
-        refuse(
-            PgSqlErrorCode::ERRCODE_FOREIGN_KEY_VIOLATION,
-            format!("user {user} is the creator of restaurant {restaurant}"),
-            format!("restaurants.created_by_user_id = {user} for restaurant {restaurant}."),
-            "Set the restaurant's created_by_user_id to another of its users (or NULL) first, or deactivate the user (status 'I' or 'B').".into(),
-        );
+        Refusal::user_is_creator(user, restaurant).raise();
     }
     Ok(trigger.new().or(Some(old)))
 }

@@ -39,9 +39,10 @@ use pgrx::prelude::*;
 use pgrx::{pg_sys, AnyNumeric};
 
 use crate::audit;
-use crate::error::{refuse, Error};
+use crate::error::Error;
 use crate::native::{self, TransitionRow};
 use crate::plans::{register_transition_tables, Stmt};
+use crate::refusal::Refusal;
 use crate::restore::restoring;
 use crate::sandbox;
 use crate::scope::{self, Writer};
@@ -186,12 +187,7 @@ fn order_details_totals<'a>(
         })
     })?;
     if let Some((Some(order), Some(restaurant), Some(status))) = offender {
-        refuse(
-            PgSqlErrorCode::ERRCODE_CHECK_VIOLATION,
-            format!("the lines of order {order} are frozen: the order is {status}"),
-            format!("Order {order} of restaurant {restaurant} is {status}; only initiated orders take line changes."),
-            "Change an order's lines before it is sent.".into(),
-        );
+        Refusal::lines_frozen(order, restaurant, &status).raise();
     }
     Ok(None)
 }
@@ -258,12 +254,7 @@ pub fn check_written(
     let new_total = new_total
         .map(|t| t.to_string())
         .unwrap_or_else(|| "NULL".into());
-    refuse(
-        PgSqlErrorCode::ERRCODE_CHECK_VIOLATION,
-        "orders.total is the sum of the order's lines and can't be written directly".into(),
-        format!("Order {id} of restaurant {restaurant}: total {was} can't be set to {new_total}."),
-        "Insert, update or delete rows of olaclick.order_details; the total follows them.".into(),
-    )
+    Refusal::total_written(id, restaurant, &was, &new_total).raise()
 }
 
 /// BEFORE TRUNCATE ON order_details: TRUNCATE skips row and statement
@@ -272,12 +263,7 @@ pub fn check_written(
 fn order_details_no_truncate<'a>(
     _trigger: &'a PgTrigger<'a>,
 ) -> Result<Option<PgHeapTuple<'a, impl WhoAllocated>>, Error> {
-    refuse(
-        PgSqlErrorCode::ERRCODE_CHECK_VIOLATION,
-        "olaclick.order_details can't be truncated".into(),
-        "TRUNCATE bypasses the triggers that keep orders.total equal to the lines and keep sent orders' lines.".into(),
-        "DELETE the lines (or the orders) instead.".into(),
-    );
+    Refusal::truncate_lines().raise();
     #[allow(unreachable_code)]
     Ok(None::<PgHeapTuple<'a, AllocatedByRust>>)
 }

@@ -880,7 +880,7 @@ async fn redis_client_certificates_are_sent_when_required() {
     assert_eq!(source, Source::Cache);
 }
 
-/// The rotation drill of the README: the invalidator reads its URL from a
+/// The rotation drill of docs/cache.md ("TLS, passwords and secrets"): the invalidator reads its URL from a
 /// file; the password changes, the file follows, the old connection is
 /// terminated; it reconnects with the new password, flushes, and keeps
 /// invalidating.

@@ -13,6 +13,7 @@ use super::executor::Executor;
 use super::shape::Shape;
 use super::{order_key, shape, Table, Type};
 use crate::plans::{run_kept, Key};
+use crate::refusal::Refusal;
 use crate::scope::{self, Writer};
 
 /// The SQL path's INSERT of one row, with `Table::columns()` as arguments.
@@ -182,15 +183,14 @@ fn append_sql(table: Table, values: &[Option<Datum>]) {
         run_kept(key, insert_sql(table), &types, client, &args, |_| Ok(()))
     });
     if let Err(e) = result {
-        crate::error::refuse(
-            PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+        Refusal::internal(
             format!(
                 "olaclick could not write olaclick.{}: {e}",
                 table.name().to_string_lossy()
             ),
-            "The SQL path of one of olaclick's own writes failed inside SPI.".into(),
-            "Report this with the statement that caused it.".into(),
-        );
+            "The SQL path of one of olaclick's own writes failed inside SPI.",
+        )
+        .raise();
     }
 }
 

@@ -44,12 +44,16 @@ impl Drop for Planned {
 
 thread_local! {
     static PLANNED: RefCell<HashMap<Oid, Rc<Planned>>> = RefCell::new(HashMap::new());
+    /// Bumped by `forget`: trees planned while an invalidation arrived
+    /// (planning reads the catalog) are used once but not kept.
+    static GENERATION: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
 /// Forgets the planned constraints and defaults of `relid` (every table's,
 /// for InvalidOid). Called from invalidation callbacks: frees memory, reads
 /// nothing.
 pub fn forget(relid: Oid) {
+    GENERATION.with(|g| g.set(g.get() + 1));
     // Taken out first, dropped after the borrow ends.
     let forgotten: Vec<Rc<Planned>> = PLANNED.with(|planned| {
         let mut planned = planned.borrow_mut();
@@ -86,6 +90,7 @@ unsafe fn planned(rel: pg_sys::Relation) -> Rc<Planned> {
     }
     // Built in a context of the caller's until complete: an error part way
     // leaves nothing behind in CacheMemoryContext.
+    let generation = GENERATION.with(|g| g.get());
     let context = pg_sys::AllocSetContextCreateInternal(
         pg_sys::CurrentMemoryContext,
         c"olaclick planned target".as_ptr(),
@@ -124,7 +129,9 @@ unsafe fn planned(rel: pg_sys::Relation) -> Rc<Planned> {
         checks,
         defaults,
     });
-    PLANNED.with(|p| p.borrow_mut().insert(relid, planned.clone()));
+    if GENERATION.with(|g| g.get()) == generation {
+        PLANNED.with(|p| p.borrow_mut().insert(relid, planned.clone()));
+    }
     planned
 }
 
@@ -150,7 +157,7 @@ impl Executor {
     pub unsafe fn open(table: Table) -> Option<(Executor, Rc<Shape>)> {
         let relid = shape::relid(table);
         let rel = pg_sys::table_open(relid, pg_sys::RowExclusiveLock as _);
-        let Some(shape) = shape::of(table, rel) else {
+        let Some(shape) = shape::of(table, rel).filter(|_| may_write(table, relid)) else {
             pg_sys::table_close(rel, pg_sys::NoLock as _);
             return None;
         };
@@ -231,5 +238,25 @@ impl Executor {
         pg_sys::ExecResetTupleTable((*self.estate).es_tupleTable, false);
         pg_sys::FreeExecutorState(self.estate);
         pg_sys::table_close(self.rel, pg_sys::NoLock as _);
+    }
+}
+
+/// Whether the current role (the tables' owner, as the caller switched to
+/// it) may write `table` as SQL would let it, with no row-level security
+/// policy to apply: INSERT (UPDATE for orders) granted, and row-level
+/// security not binding it (it doesn't bind a superuser or a BYPASSRLS role
+/// even when forced, as olaclick's tables are). Otherwise the SQL path
+/// checks both, as for any statement.
+fn may_write(table: Table, relid: Oid) -> bool {
+    let mode = match table {
+        Table::Orders => pg_sys::ACL_UPDATE,
+        _ => pg_sys::ACL_INSERT,
+    };
+    // SAFETY: catalog and role lookups; no error with noError = true.
+    unsafe {
+        pg_sys::pg_class_aclcheck(relid, pg_sys::GetUserId(), mode as _)
+            == pg_sys::AclResult::ACLCHECK_OK
+            && pg_sys::check_enable_rls(relid, Oid::INVALID, true)
+                != pg_sys::CheckEnableRlsResult::RLS_ENABLED as i32
     }
 }

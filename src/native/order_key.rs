@@ -22,6 +22,7 @@ use pgrx::IntoDatum;
 
 use super::shape::Shape;
 use super::total::{skip_key_checks, version_of, Written, LAST_WRITTEN};
+use crate::refusal::Refusal;
 
 /// The name olaclick gives the key (sql/schema.sql).
 const NAME: &CStr = c"order_status_history_restaurant_id_order_id_fkey";
@@ -109,12 +110,7 @@ pub unsafe fn check(
         CStr::from_ptr(name).to_string_lossy()
     };
     let table = CStr::from_ptr(pg_sys::get_rel_name((*history).rd_id)).to_string_lossy();
-    crate::error::refuse(
-        PgSqlErrorCode::ERRCODE_FOREIGN_KEY_VIOLATION,
-        format!("insert or update on table \"{table}\" violates foreign key constraint \"{name}\""),
-        format!("Key (restaurant_id, order_id)=({restaurant}, {order}) is not present in table \"orders\"."),
-        "The order was deleted (or its key changed) by the same statement that changed it, before its history was written.".into(),
-    );
+    Refusal::history_order_gone(&table, &name, restaurant, order).raise();
 }
 
 /// Whether `orders` has a row (restaurant, order), this transaction's

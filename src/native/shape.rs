@@ -7,12 +7,14 @@
 //! rule, computes a generated column, checks a forced row-level security
 //! policy or fires a statement-level or column-specific trigger. So it writes
 //! a table only while the table has the shape it was built for: a plain heap
-//! table without rules, children or forced row-level security, every column
-//! olaclick writes present with its type, `id` a bigint (an identity for the
+//! table without rules or children, every column olaclick writes present
+//! with its type, no domain column, `id` a bigint (an identity for the
 //! tables olaclick appends to; for orders, the only key of a plain unique
 //! btree index), no stored generated column, and no trigger but olaclick's
-//! own, foreign-key checks and a DBA's row-level triggers without a column
+//! own, foreign-key checks and a DBA's AFTER ROW triggers without a column
 //! list or transition tables (those fire natively as they would for SQL).
+//! What depends on the writing role (its privileges, forced row-level
+//! security) is judged per write, in executor.rs.
 //! After any other DDL a DBA may run (docs/guarantees.md lists it), the write
 //! takes the SQL path, which PostgreSQL plans for whatever the table became.
 //!
@@ -27,9 +29,9 @@ use std::ffi::{c_char, CStr};
 use std::rc::Rc;
 
 use pgrx::pg_sys::{self, Datum, Oid};
-use pgrx::prelude::*;
 
 use super::Table;
+use crate::refusal::Refusal;
 
 /// What the native path knows of a table with the shape it writes.
 pub struct Shape {
@@ -92,12 +94,17 @@ thread_local! {
     static SHAPES: RefCell<HashMap<Oid, Option<Rc<Shape>>>> = RefCell::new(HashMap::new());
     /// The relation of each table, by name.
     static RELIDS: RefCell<HashMap<Table, Oid>> = RefCell::new(HashMap::new());
+    /// Bumped by every invalidation `forget` handles: a decision made while
+    /// one arrived (the catalog lookups of `decide` can take invalidations
+    /// in) is used once but not kept.
+    static GENERATION: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
     /// olaclick.order_status's oid.
     static ORDER_STATUS: std::cell::Cell<Oid> = const { std::cell::Cell::new(Oid::INVALID) };
 }
 
 /// Forgets what was decided about `relid` (every table, for InvalidOid).
 pub fn forget(relid: Oid) {
+    GENERATION.with(|g| g.set(g.get() + 1));
     let all = relid == Oid::INVALID;
     // Taken out first, dropped after the borrow ends.
     let forgotten: Vec<_> = SHAPES.with(|shapes| {
@@ -130,12 +137,7 @@ pub fn relid(table: Table) -> Oid {
     // SAFETY: a catalog lookup by name; InvalidOid when missing.
     let relid = unsafe { pg_sys::get_relname_relid(table.name().as_ptr(), olaclick_schema()) };
     if relid == Oid::INVALID {
-        crate::error::refuse(
-            PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
-            format!("olaclick.{} is missing", table.name().to_string_lossy()),
-            "olaclick writes this table itself and can't find it.".into(),
-            "Reinstall the extension or restore the table.".into(),
-        );
+        Refusal::table_missing(&table.name().to_string_lossy()).raise();
     }
     RELIDS.with(|r| r.borrow_mut().insert(table, relid));
     relid
@@ -175,8 +177,11 @@ pub unsafe fn of(table: Table, rel: pg_sys::Relation) -> Option<Rc<Shape>> {
     if let Some(kept) = SHAPES.with(|s| s.borrow().get(&relid).cloned()) {
         return kept;
     }
+    let generation = GENERATION.with(|g| g.get());
     let decided = decide(table, rel).map(Rc::new);
-    SHAPES.with(|s| s.borrow_mut().insert(relid, decided.clone()));
+    if GENERATION.with(|g| g.get()) == generation {
+        SHAPES.with(|s| s.borrow_mut().insert(relid, decided.clone()));
+    }
     decided
 }
 
@@ -184,11 +189,13 @@ pub unsafe fn of(table: Table, rel: pg_sys::Relation) -> Option<Rc<Shape>> {
 /// As for `of`.
 unsafe fn decide(table: Table, rel: pg_sys::Relation) -> Option<Shape> {
     let form = &*(*rel).rd_rel;
+    // Forced row-level security is judged per write (executor.rs): it
+    // binds the writing role only when that role is not a superuser and has
+    // no BYPASSRLS, which is the owner's business, not the table's shape.
     if form.relkind != pg_sys::RELKIND_RELATION as c_char
         || form.relam != pg_sys::HEAP_TABLE_AM_OID
         || form.relhasrules
         || form.relhassubclass
-        || form.relforcerowsecurity
     {
         return None;
     }
@@ -204,6 +211,13 @@ unsafe fn decide(table: Table, rel: pg_sys::Relation) -> Option<Shape> {
             .iter()
             .position(|a| !a.attisdropped && CStr::from_ptr(a.attname.data.as_ptr()) == name)
     };
+    // A domain column the write leaves out is coerced from NULL by INSERT
+    // (its NOT NULL or CHECK can refuse the row); the native path doesn't.
+    if attrs.iter().any(|a| {
+        !a.attisdropped && pg_sys::get_typtype(a.atttypid) == pg_sys::TYPTYPE_DOMAIN as c_char
+    }) {
+        return None;
+    }
     let mut columns = Vec::new();
     let mut coercions = Vec::new();
     for (name, typ) in table.columns() {
@@ -311,8 +325,10 @@ unsafe fn index_on(rel: pg_sys::Relation, id: usize) -> Option<Oid> {
 /// the native path writes: foreign-key checks, triggers calling the
 /// extension's own functions (the statement-level ones the native path
 /// skips are olaclick's own business: the caller writes their rows), and
-/// row-level
-/// triggers without a column list or transition tables.
+/// AFTER ROW triggers without a column list or transition tables. A DBA's
+/// BEFORE ROW trigger takes the SQL path: it may cancel the row (which the
+/// caller would still audit) or change its keys (whose checks the total
+/// update leaves out when only the total changes).
 ///
 /// # Safety
 /// `rel` is open and locked.
@@ -327,6 +343,7 @@ unsafe fn triggers_fire_natively(rel: pg_sys::Relation) -> bool {
         pg_sys::RI_FKey_trigger_type(t.tgfoid) != pg_sys::RI_TRIGGER_NONE as i32
             || pg_sys::getExtensionOfObject(pg_sys::ProcedureRelationId, t.tgfoid) == extension
             || (t.tgtype as u32 & pg_sys::TRIGGER_TYPE_ROW != 0
+                && t.tgtype as u32 & pg_sys::TRIGGER_TYPE_BEFORE == 0
                 && t.tgnattr == 0
                 && t.tgoldtable.is_null()
                 && t.tgnewtable.is_null())

@@ -4,6 +4,7 @@
 use pgrx::prelude::*;
 
 mod audit;
+mod catalogue;
 mod demo;
 mod drop_guard;
 mod hostile;
