@@ -12,6 +12,18 @@ CREATE TRIGGER orders_history_update
     AFTER UPDATE ON orders REFERENCING OLD TABLE AS old_orders NEW TABLE AS new_orders
     FOR EACH STATEMENT EXECUTE FUNCTION orders_history();
 
+-- src/notify.rs: a change of a column olaclick-cache's query reads, other
+-- than the orders' own (orders_guard notes those), makes every cached list of
+-- the row's restaurant stale. The lists are the columns the query reads of
+-- each table; cache/tests/cache.rs derives them from the query and fails when
+-- one is missing here.
+CREATE TRIGGER clients_cache_notify
+    BEFORE UPDATE OF id, name ON clients
+    FOR EACH ROW EXECUTE FUNCTION cache_columns_notify('restaurant_id');
+CREATE TRIGGER restaurants_cache_notify
+    BEFORE UPDATE OF id, name ON restaurants
+    FOR EACH ROW EXECUTE FUNCTION cache_columns_notify('id');
+
 -- src/lines.rs: a line's tenant and price default from its order and product.
 CREATE TRIGGER order_details_defaults
     BEFORE INSERT ON order_details

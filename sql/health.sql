@@ -50,6 +50,8 @@ BEGIN ATOMIC
                coalesce(nullif(current_setting('olaclick.notify_channel', true), ''), 'olaclick_cache') AS channel,
                trim_scale(extract(epoch FROM coalesce(nullif(current_setting('olaclick.health_password_expiry_warning', true), ''),
                                            '14d')::interval)) AS password_window,
+               coalesce(nullif(current_setting('olaclick.notify_queue_skip_threshold', true), ''), '0.75')::numeric
+                   AS skip_threshold,
                pg_is_in_recovery() AS in_recovery,
                current_setting('archive_mode') AS archive_mode
     ),
@@ -223,6 +225,23 @@ BEGIN ATOMIC
                || format('%s login roles of olaclick''s groups with a password, warned %s before expiry '
                          '(olaclick.health_password_expiry_warning); rotate with scripts/rotate-password',
                          (SELECT count(*) FROM logins), trim_scale(round(s.password_window / 86400, 1)) || ' days')
+        FROM settings s
+        WHERE NOT s.in_recovery
+        UNION ALL
+        -- Critical while commits skip their cache notifications (the queue at
+        -- or above the skip threshold): the cache is kept right only by
+        -- olaclick-cache's flushes. The value is a counter of every skip.
+        SELECT 10, 'notify_skipped', olaclick.notify_skipped(), NULL, NULL, 'notifications',
+               CASE WHEN pg_notification_queue_usage() >= s.skip_threshold THEN 'critical' ELSE 'ok' END,
+               CASE WHEN pg_notification_queue_usage() >= s.skip_threshold
+                    THEN format('the NOTIFY queue is %s%% full, at or above olaclick.notify_queue_skip_threshold (%s): '
+                                'commits go through without their cache notifications (%s skipped so far) and '
+                                'olaclick-cache flushes the whole cache instead; end the session that holds the queue '
+                                '(a LISTEN in a transaction left open: see pg_stat_activity)',
+                                round(pg_notification_queue_usage()::numeric * 100, 2), s.skip_threshold,
+                                olaclick.notify_skipped())
+                    ELSE format('%s cache notifications skipped in all (a counter); none now: the queue is below '
+                                'olaclick.notify_queue_skip_threshold (%s)', olaclick.notify_skipped(), s.skip_threshold) END
         FROM settings s
         WHERE NOT s.in_recovery
     )

@@ -479,6 +479,9 @@ fn text_array(items: Vec<String>) -> Datum {
 /// SECURITY DEFINER function in sql/audit.sql whose DELETE the append-only
 /// guard lets through only while this function runs), and inserted into the
 /// archive with the caller's: a purge can't write where its caller can't.
+/// A database whose olaclick SQL is older than 0.3.0 has no
+/// `audit_purge_rows`: there the rows are deleted with the caller's rights,
+/// as 0.1.0 and 0.2.0 did (this library serves every version's SQL).
 #[pg_extern]
 fn audit_purge(
     older_than: Option<TimestampWithTimeZone>,
@@ -507,13 +510,25 @@ fn audit_purge(
                 .get_two::<String, bool>()?
                 .into(),
         };
+        let rows = match client
+            .select(
+                "SELECT pg_catalog.to_regprocedure('olaclick.audit_purge_rows(timestamptz)') IS NOT NULL",
+                None,
+                &[],
+            )?
+            .first()
+            .get_one::<bool>()?
+        {
+            Some(true) => "SELECT * FROM olaclick.audit_purge_rows($1)",
+            _ => "DELETE FROM olaclick.audit_log WHERE at < $1 RETURNING *",
+        };
         let sql = match target {
-            None => "SELECT count(*) FROM olaclick.audit_purge_rows($1)".to_string(),
+            None => format!("WITH d AS ({rows}) SELECT count(*) FROM d"),
             Some((_, Some(true))) => {
                 Refusal::purge_into_log(archive_to.unwrap_or_default()).raise()
             }
             Some((target, _)) => format!(
-                "WITH a AS (INSERT INTO {} SELECT * FROM olaclick.audit_purge_rows($1) RETURNING 1)
+                "WITH d AS ({rows}), a AS (INSERT INTO {} SELECT * FROM d RETURNING 1)
                  SELECT count(*) FROM a",
                 target.unwrap_or_default()
             ),

@@ -96,6 +96,7 @@ pub fn init() {
     );
     define_health();
     define_part5();
+    define_notify_queue();
 }
 
 // The thresholds of olaclick.health() (sql/health.sql). Superuser-only
@@ -319,6 +320,28 @@ fn define_part5() {
         c"What this database or login role is: production, staging or development.",
         c"Set with ALTER DATABASE or ALTER ROLE (read from the catalog, not the session). Unset counts as production.",
         &ENVIRONMENT,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+}
+
+/// `pg_notification_queue_usage()` at or above which olaclick stops queueing
+/// its cache notifications (src/notify.rs): a full queue would fail every
+/// commit that notifies (54000), so above this the commit goes through
+/// without them, the skip is counted (`olaclick.notify_skipped()`) and the
+/// invalidator flushes the cache instead. Superuser-only (PGC_SUSET): an
+/// application session can't turn its invalidations off. health() reads it
+/// with the same default (sql/health.sql).
+pub static NOTIFY_QUEUE_SKIP_THRESHOLD: GucSetting<f64> = GucSetting::<f64>::new(0.75);
+
+fn define_notify_queue() {
+    GucRegistry::define_float_guc(
+        c"olaclick.notify_queue_skip_threshold",
+        c"NOTIFY queue usage (0 to 1) at or above which olaclick skips its cache notifications.",
+        c"Measured with pg_notification_queue_usage() at each commit that would notify. Skipped notifications are counted by olaclick.notify_skipped(); olaclick-cache flushes the cache when the count moves. 1 never skips (a full queue then fails the commit).",
+        &NOTIFY_QUEUE_SKIP_THRESHOLD,
+        0.0,
+        1.0,
         GucContext::Suset,
         GucFlags::default(),
     );

@@ -43,7 +43,12 @@ extension_sql_file!(
     requires = ["schema", "audit", "demo", gucs::current_restaurant]
 );
 extension_sql_file!("../sql/ops.sql", name = "ops", requires = ["security"]);
-extension_sql_file!("../sql/health.sql", name = "health", requires = ["ops"]);
+extension_sql_file!("../sql/notify.sql", name = "notify", requires = ["ops"]);
+extension_sql_file!(
+    "../sql/health.sql",
+    name = "health",
+    requires = ["ops", "notify"]
+);
 extension_sql_file!("../sql/staging.sql", name = "staging", requires = ["ops"]);
 extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 

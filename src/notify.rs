@@ -12,6 +12,19 @@
 //!
 //! An aborted transaction clears the notes and sends nothing. A rolled-back
 //! savepoint keeps them, so it may over-notify but never under-notify.
+//!
+//! What a cached list shows comes from more than the orders: the client's and
+//! the restaurant's names too (olaclick-cache's query). `cache_columns_notify`
+//! notes a change of those columns for the same coalesced notification, with
+//! all statuses and `"all": true` (which orders show the name is not known
+//! without a query).
+//!
+//! A full notification queue would fail every commit that notifies (54000,
+//! at commit, after this callback). Above `olaclick.notify_queue_skip_threshold`
+//! the callback queues nothing: the commit goes through, the skip is counted
+//! in the sequence `olaclick.notify_skipped_seq` (non-transactional and
+//! lock-free between writers, so counting can't serialise them or fail them),
+//! and olaclick-cache flushes the whole cache when it sees the count move.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
@@ -20,8 +33,10 @@ use std::ffi::{c_char, c_void, CString};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
+use crate::error::Error;
 use crate::gucs;
 use crate::order_status::OrderStatus;
+use crate::restore::restoring;
 
 /// The contract's payload limit (PostgreSQL's own is 8000 bytes).
 const MAX_PAYLOAD: usize = 7900;
@@ -44,6 +59,18 @@ thread_local! {
 extern "C-unwind" {
     // commands/async.h; not in pgrx's bindings.
     fn Async_Notify(channel: *const c_char, payload: *const c_char);
+    // commands/sequence.h: nextval() without its permission check (the
+    // application role may not use olaclick's sequence; counting a skip must
+    // not fail its commit). Not in pgrx's bindings.
+    fn nextval_internal(relid: pg_sys::Oid, check_permissions: bool) -> i64;
+    // utils/datum.h: whether two values of one type have the same bytes. Not
+    // in pgrx's bindings.
+    fn datum_image_eq(
+        value1: pg_sys::Datum,
+        value2: pg_sys::Datum,
+        typ_by_val: bool,
+        typ_len: std::ffi::c_int,
+    ) -> bool;
 }
 
 /// Notes that `order` of `restaurant` was written, with the statuses whose
@@ -61,6 +88,91 @@ pub fn touch(restaurant: i32, order: i64, statuses: &[OrderStatus]) {
             }
         }
     });
+}
+
+/// Notes that every cached list of `restaurant` may show something that
+/// changed (a client's or the restaurant's name): all statuses, and
+/// `"all": true` since the orders that show it are not known.
+pub fn touch_all(restaurant: i32) {
+    PENDING.with(|pending| {
+        let mut pending = pending.borrow_mut();
+        let touched = pending.entry(restaurant).or_default();
+        touched.statuses.extend(OrderStatus::ALL);
+        touched.all = true;
+        touched.orders = BTreeSet::new();
+    });
+}
+
+/// `BEFORE UPDATE OF <columns> ... FOR EACH ROW EXECUTE FUNCTION
+/// olaclick.cache_columns_notify('<restaurant column>')` (sql/finalize.sql):
+/// the columns are those of the table that olaclick-cache's query reads, the
+/// argument names the column holding the row's restaurant (`restaurant_id`,
+/// or `id` on restaurants). When one of the columns really changed (not
+/// merely assigned its old value), every cached list of the restaurant, old
+/// and new, is noted stale for the notification sent at commit. BEFORE, not
+/// AFTER: no per-row event is queued for later, and a row that is then not
+/// written only over-notifies.
+#[pg_trigger]
+fn cache_columns_notify<'a>(
+    trigger: &'a PgTrigger<'a>,
+) -> Result<Option<PgHeapTuple<'a, impl WhoAllocated>>, Error> {
+    let (Some(old), Some(new)) = (trigger.old(), trigger.new()) else {
+        return Err(Error::WrongEvent("cache_columns_notify"));
+    };
+    if restoring() {
+        return Ok(Some(new));
+    }
+    // SAFETY: the trigger data PostgreSQL passed to this call, an UPDATE row
+    // trigger's (checked above): its relation, old and new tuples are valid.
+    let changed = unsafe { watched_columns_changed(trigger.trigger_data()) };
+    if changed {
+        let args = trigger.extra_args()?;
+        let column = args.first().map(String::as_str).unwrap_or("restaurant_id");
+        for row in [&old, &new] {
+            if let Some(restaurant) = row.get_by_name::<i32>(column)? {
+                touch_all(restaurant);
+            }
+        }
+    }
+    Ok(Some(new))
+}
+
+/// Whether a column of the trigger's `UPDATE OF` list differs between the old
+/// and the new row (by its bytes: a value written differently but equal
+/// counts as changed, which only over-notifies). A trigger without a column
+/// list watches every column.
+///
+/// # Safety
+/// `data` must be the trigger data of a row-level UPDATE trigger call.
+unsafe fn watched_columns_changed(data: &pg_sys::TriggerData) -> bool {
+    let trigger = &*data.tg_trigger;
+    let tupdesc = (*data.tg_relation).rd_att;
+    let natts = (*tupdesc).natts as usize;
+    let attrs = (*tupdesc).attrs.as_slice(natts);
+    let all: Vec<i16> = (1..=natts as i16).collect();
+    let watched: &[i16] = if trigger.tgnattr > 0 && !trigger.tgattr.is_null() {
+        std::slice::from_raw_parts(trigger.tgattr, trigger.tgnattr as usize)
+    } else {
+        &all
+    };
+    watched.iter().any(|&attno| {
+        let Some(index) = std::num::NonZeroUsize::new(attno.max(0) as usize) else {
+            return false;
+        };
+        let attr = &attrs[index.get() - 1];
+        if attr.attisdropped {
+            return false;
+        }
+        let old = pgrx::heap_getattr_raw(data.tg_trigtuple, index, tupdesc);
+        let new = pgrx::heap_getattr_raw(data.tg_newtuple, index, tupdesc);
+        match (old, new) {
+            (None, None) => false,
+            (Some(old), Some(new)) => {
+                !datum_image_eq(old, new, attr.attbyval, attr.attlen as std::ffi::c_int)
+            }
+            _ => true,
+        }
+    })
 }
 
 /// The contract's payload: the statuses and the order ids, sorted.
@@ -158,10 +270,14 @@ unsafe extern "C-unwind" fn on_xact_event(event: pg_sys::XactEvent::Type, _arg: 
 }
 
 /// Queues the coalesced notifications; PostgreSQL sends them at commit.
+/// With the queue at or above the skip threshold, counts them instead.
 fn send() {
     let pending = PENDING.with(|p| std::mem::take(&mut *p.borrow_mut()));
     if pending.is_empty() {
         return;
+    }
+    if queue_usage() >= gucs::NOTIFY_QUEUE_SKIP_THRESHOLD.get() {
+        return skip(pending.len());
     }
     let channel = gucs::NOTIFY_CHANNEL
         .get()
@@ -172,6 +288,64 @@ fn send() {
         // at the boundary, which aborts the commit cleanly.
         unsafe {
             pg_sys::ffi::pg_guard_ffi_boundary(|| Async_Notify(channel.as_ptr(), payload.as_ptr()));
+        }
+    }
+}
+
+/// `pg_notification_queue_usage()`: the fraction of the queue in use (one
+/// shared lock, no I/O).
+fn queue_usage() -> f64 {
+    // SAFETY: a built-in function without arguments that returns a float8,
+    // called inside a transaction.
+    unsafe {
+        pgrx::direct_function_call::<f64>(pg_sys::pg_notification_queue_usage, &[]).unwrap_or(0.0)
+    }
+}
+
+/// The counter of skipped notifications (0.4.0's SQL); `None` in a database
+/// still at an older version.
+fn skipped_counter() -> Option<pg_sys::Oid> {
+    // SAFETY: catalog lookups by name inside a transaction; both return
+    // InvalidOid when the object is missing (missing_ok).
+    let relid = unsafe {
+        let namespace = pg_sys::get_namespace_oid(c"olaclick".as_ptr(), true);
+        if namespace == pg_sys::InvalidOid {
+            return None;
+        }
+        pg_sys::get_relname_relid(c"notify_skipped_seq".as_ptr(), namespace)
+    };
+    (relid != pg_sys::InvalidOid).then_some(relid)
+}
+
+thread_local! {
+    /// Whether this backend already warned that it can't count skips.
+    static WARNED_UNCOUNTED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Counts `n` skipped notifications. The commit must go through whatever
+/// happens here: no permission check, and in a database whose SQL is older
+/// than 0.4.0 (no counter) a warning instead.
+fn skip(n: usize) {
+    match skipped_counter() {
+        Some(relid) => {
+            for _ in 0..n {
+                // SAFETY: relid is a sequence (looked up by its name in
+                // olaclick's schema); called in a transaction that is still
+                // in progress (pre-commit).
+                unsafe { nextval_internal(relid, false) };
+            }
+        }
+        None => {
+            if !WARNED_UNCOUNTED.with(|w| w.replace(true)) {
+                pgrx::pg_sys::panic::ErrorReport::new(
+                    PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                    "olaclick skipped cache notifications (the NOTIFY queue is nearly full) and can't count them",
+                    "olaclick",
+                )
+                .set_detail("This database's olaclick SQL is older than 0.4.0: it has no olaclick.notify_skipped_seq, so olaclick-cache can't learn that it must flush; cached lists may stay stale until their TTL.")
+                .set_hint("Run ALTER EXTENSION olaclick UPDATE.")
+                .report(PgLogLevel::WARNING);
+            }
         }
     }
 }
@@ -202,5 +376,56 @@ mod tests {
             big,
             r#"{"restaurant_id": 7, "statuses": ["initiated", "sent"], "all": true}"#
         );
+    }
+
+    /// The restaurant's pending notification, as it would be sent now.
+    fn pending(restaurant: i32) -> Option<String> {
+        PENDING.with(|p| p.borrow().get(&restaurant).map(|t| payload(restaurant, t)))
+    }
+
+    #[pg_test]
+    fn renames_note_every_status_of_old_and_new_restaurant_only_when_changed() {
+        PENDING.with(|p| p.borrow_mut().clear());
+        let ids = |sql: &str| Spi::get_one::<i32>(sql).unwrap().unwrap();
+        let r1 = ids("INSERT INTO olaclick.restaurants (name) VALUES ('R') RETURNING id");
+        let r2 = ids("INSERT INTO olaclick.restaurants (name) VALUES ('S') RETURNING id");
+        let client = ids(&format!(
+            "INSERT INTO olaclick.clients (restaurant_id, name, email) VALUES ({r1}, 'Ana', 'a@x') RETURNING id"
+        ));
+        let all = |r: i32| {
+            Some(format!(
+                r#"{{"restaurant_id": {r}, "statuses": ["initiated", "sent", "delivered"], "all": true}}"#
+            ))
+        };
+        // Assigned the same values, or columns the cached lists don't show.
+        Spi::run(&format!(
+            "UPDATE olaclick.clients SET name = name, id = id, phone = '1' WHERE id = {client};
+             UPDATE olaclick.restaurants SET name = name, created_at = now() WHERE id = {r1}"
+        ))
+        .unwrap();
+        assert_eq!(pending(r1), None);
+        Spi::run(&format!(
+            "UPDATE olaclick.clients SET name = 'Ana M' WHERE id = {client}"
+        ))
+        .unwrap();
+        assert_eq!(pending(r1), all(r1));
+        PENDING.with(|p| p.borrow_mut().clear());
+        Spi::run(&format!(
+            "UPDATE olaclick.restaurants SET name = 'R2' WHERE id = {r1}"
+        ))
+        .unwrap();
+        assert_eq!(pending(r1), all(r1));
+        assert_eq!(pending(r2), None);
+        // A client moved to another restaurant: both restaurants' lists.
+        PENDING.with(|p| p.borrow_mut().clear());
+        Spi::run(&format!(
+            "UPDATE olaclick.clients SET restaurant_id = {r2}, name = 'Ana S' WHERE id = {client}"
+        ))
+        .unwrap();
+        assert_eq!((pending(r1), pending(r2)), (all(r1), all(r2)));
+        // An order change coalesces into the same one notification.
+        touch(r2, 99, &[OrderStatus::Sent]);
+        assert_eq!(pending(r2), all(r2));
+        PENDING.with(|p| p.borrow_mut().clear());
     }
 }

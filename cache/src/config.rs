@@ -74,8 +74,8 @@ pub enum SslMode {
 /// others (`any`, `read-write`, `read-only`) are left to it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HostChoice {
-    /// Whatever tokio-postgres does with the URL (first host that answers and
-    /// satisfies its `target_session_attrs`).
+    /// `any`, `read-write`, `read-only`: checked by tokio-postgres, given one
+    /// host at a time (connect.rs tries them in order).
     TokioPostgres,
     /// A server in recovery if any host has one, else any server.
     PreferStandby,

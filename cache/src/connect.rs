@@ -95,8 +95,13 @@ async fn in_recovery(client: &Client, connection: &mut PgConnection) -> Result<b
 }
 
 /// Connects as `DATABASE_URL` (or the file it names) says, with libpq's TLS
-/// parameters and `target_session_attrs` values (`prefer-standby`,
-/// `standby`, `primary` are tried host by host here).
+/// parameters and `target_session_attrs` values. Several hosts in the URL are
+/// always tried here, one at a time, each within its own `connect_timeout`
+/// as libpq does: tokio-postgres given the whole list spends one timeout on
+/// all of it, so a host that accepts and never answers (a frozen primary)
+/// would use it up and the next host would never be tried. `any`,
+/// `read-write` and `read-only` are then checked by tokio-postgres on the one
+/// host it is given; `prefer-standby`, `standby` and `primary` here.
 pub async fn postgres(config: &Config, role: &str) -> Result<(Client, PgConnection)> {
     let url = config
         .database
@@ -105,7 +110,7 @@ pub async fn postgres(config: &Config, role: &str) -> Result<(Client, PgConnecti
     let target = PgUrl::parse(&url).map_err(|e| anyhow!("invalid DATABASE_URL: {e:#}"))?;
     let shown = target.redacted();
     let tls = tls::postgres(&target.tls).map_err(|e| anyhow!("PostgreSQL at {shown}: {e:#}"))?;
-    if target.choice == HostChoice::TokioPostgres {
+    if target.choice == HostChoice::TokioPostgres && target.hosts.len() < 2 {
         return connect_with(config, &target.for_tokio_postgres(None), tls, role)
             .await
             .map_err(|e| anyhow!("PostgreSQL at {shown}: {e}"));
@@ -123,6 +128,10 @@ pub async fn postgres(config: &Config, role: &str) -> Result<(Client, PgConnecti
                 continue;
             }
         };
+        if target.choice == HostChoice::TokioPostgres {
+            // tokio-postgres has checked target_session_attrs on this host.
+            return Ok((client, connection));
+        }
         let asked = in_recovery(&client, &mut connection);
         let standby = match tokio::time::timeout(CONNECT_TIMEOUT, asked).await {
             Ok(Ok(standby)) => standby,

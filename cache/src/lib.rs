@@ -35,6 +35,17 @@ pub const STATUSES: [&str; 3] = ["initiated", "sent", "delivered"];
 pub const GENERATION_KEY: &str = "olaclick:generation";
 pub const APPLICATION_NAME: &str = "olaclick-cache";
 
+/// The Redis ACL rules olaclick-cache needs, and no more: its keys, and the
+/// commands it sends (GET, MGET; its scripts by EVALSHA, loaded with SCRIPT
+/// LOAD when Redis doesn't have them, which call GET, SET, INCR and DEL; the
+/// flush's SCAN and DEL; PING; SELECT for a `/db` in REDIS_URL). AUTH needs
+/// no rule. Everything else (FLUSHALL, CONFIG, SHUTDOWN, KEYS, other keys,
+/// Pub/Sub channels) is refused with NOPERM. docs/cache.md,
+/// docs/security.md and scripts/demo give the same rules; the tests run
+/// with them.
+pub const REDIS_ACL: &str =
+    "resetkeys ~olaclick:* resetchannels -@all +get +mget +set +incr +del +scan +ping +select +evalsha +script|load";
+
 pub fn data_key(restaurant: i64, status: &str) -> String {
     format!("olaclick:orders:{restaurant}:{status}")
 }
@@ -54,7 +65,15 @@ pub struct Config {
     pub redis_tls: RedisTls,
     pub ttl: Duration,
     pub channel: String,
+    /// The most orders one cached list holds (`OLACLICK_CACHE_MAX_ORDERS`):
+    /// a longer list is answered from PostgreSQL and not cached, so one
+    /// tenant's key stays bounded in Redis.
+    pub max_orders: usize,
 }
+
+/// `max_orders` unless told: at the 58 bytes an order takes in a list with
+/// short names, 58 KB per key; with 100-character names, about 260 KB.
+pub const MAX_ORDERS: usize = 1000;
 
 impl Config {
     /// A configuration with the defaults of the command line.
@@ -65,6 +84,7 @@ impl Config {
             redis_tls: RedisTls::default(),
             ttl: Duration::from_secs(60),
             channel: "olaclick_cache".into(),
+            max_orders: MAX_ORDERS,
         }
     }
 
@@ -133,9 +153,32 @@ pub async fn read_tokens(
     })
 }
 
+/// The seed's Part 2 query for one tenant and status ($1, $2): orders of the
+/// last 7 days with client and restaurant names, newest first. Every column it
+/// reads must invalidate when it changes: olaclick notifies for any change of
+/// an order, and for the other tables' columns through the triggers of
+/// sql/finalize.sql; the tests derive the columns from this text and check
+/// that each has its trigger.
+pub const ORDERS_QUERY: &str = "SELECT p.id, p.total::text, c.name::text, r.name::text
+             FROM olaclick.orders p
+             JOIN olaclick.clients c ON c.id = p.client_id
+             JOIN olaclick.restaurants r ON r.id = p.restaurant_id
+             WHERE p.restaurant_id = $1::integer AND p.status = $2::text::olaclick.order_status
+               AND p.created_at >= now() - interval '7 days'
+             ORDER BY p.created_at DESC, p.id DESC";
+
 /// The seed's Part 2 query for one tenant and status: orders of the last 7
 /// days with client and restaurant names, newest first, as a JSON document.
 pub async fn query_orders(config: &Config, restaurant: i64, status: &str) -> Result<String> {
+    Ok(query_orders_counted(config, restaurant, status).await?.0)
+}
+
+/// `query_orders`, and how many orders the list holds.
+async fn query_orders_counted(
+    config: &Config,
+    restaurant: i64,
+    status: &str,
+) -> Result<(String, usize)> {
     let (mut client, connection) = postgres(config, "get").await?;
     let task = tokio::spawn(connection);
     // As olaclick_readonly (or app), row-level security shows only the tenant
@@ -151,16 +194,7 @@ pub async fn query_orders(config: &Config, restaurant: i64, status: &str) -> Res
     .await
     .map_err(|e| anyhow::anyhow!("{}", config.scrub_error(e)))?;
     let rows = tx
-        .query(
-            "SELECT p.id, p.total::text, c.name::text, r.name::text
-             FROM olaclick.orders p
-             JOIN olaclick.clients c ON c.id = p.client_id
-             JOIN olaclick.restaurants r ON r.id = p.restaurant_id
-             WHERE p.restaurant_id = $1::integer AND p.status = $2::text::olaclick.order_status
-               AND p.created_at >= now() - interval '7 days'
-             ORDER BY p.created_at DESC, p.id DESC",
-            &[&(restaurant as i32), &status],
-        )
+        .query(ORDERS_QUERY, &[&(restaurant as i32), &status])
         .await
         .map_err(|e| anyhow::anyhow!("query failed: {}", config.scrub_error(e)))?;
     tx.commit()
@@ -179,10 +213,12 @@ pub async fn query_orders(config: &Config, restaurant: i64, status: &str) -> Res
             })
         })
         .collect();
-    Ok(
+    let count = orders.len();
+    Ok((
         serde_json::json!({"restaurant_id": restaurant, "status": status, "orders": orders})
             .to_string(),
-    )
+        count,
+    ))
 }
 
 /// Installs `json` under the key only if neither the key's version nor the
@@ -225,6 +261,12 @@ pub enum Source {
     },
     /// Read from PostgreSQL because Redis is unavailable (the reason).
     DatabaseWithoutCache(String),
+    /// Read from PostgreSQL and not cached: the list has more orders than
+    /// `max_orders`.
+    DatabaseTooLong {
+        orders: usize,
+        max_orders: usize,
+    },
 }
 
 /// Cache-aside read. Never fails because of Redis: without it, the answer
@@ -246,7 +288,16 @@ pub async fn get(config: &Config, restaurant: i64, status: &str) -> Result<(Stri
         Ok(None) => read_tokens(&mut con, restaurant, status).await,
         Err(e) => Err(e.into()),
     };
-    let json = query_orders(config, restaurant, status).await?;
+    let (json, count) = query_orders_counted(config, restaurant, status).await?;
+    if count > config.max_orders {
+        return Ok((
+            json,
+            Source::DatabaseTooLong {
+                orders: count,
+                max_orders: config.max_orders,
+            },
+        ));
+    }
     let stored = match tokens {
         Ok(tokens) => install(&mut con, restaurant, status, &tokens, &json, config.ttl).await,
         Err(e) => Err(e),
@@ -365,8 +416,107 @@ type Message = (Instant, Result<AsyncMessage, tokio_postgres::Error>);
 
 /// The LISTEN connection: the client, and its messages as they arrive.
 struct Listener {
-    client: tokio_postgres::Client,
+    client: std::sync::Arc<tokio_postgres::Client>,
     messages: tokio::sync::mpsc::UnboundedReceiver<Message>,
+    /// `olaclick.notify_skipped()` as last seen: read when the connection was
+    /// made (the flush that follows every connection covers what was skipped
+    /// before), then by `watch_skips`. `None` in a database whose olaclick
+    /// SQL is older than 0.4.0.
+    skipped: Option<(i64, tokio::sync::watch::Receiver<i64>)>,
+}
+
+/// What the LISTEN connection has for the invalidator next. Lives for one
+/// turn of the loop, on the stack: boxing the message would cost every
+/// notification an allocation for nothing.
+#[allow(clippy::large_enum_variant)]
+enum Event {
+    Message(Option<Message>),
+    /// The count of skipped notifications, changed.
+    Skipped(i64),
+}
+
+impl Listener {
+    async fn next(&mut self) -> Event {
+        loop {
+            let Some((_, counts)) = self.skipped.as_mut() else {
+                return Event::Message(self.messages.recv().await);
+            };
+            let poller_gone = tokio::select! {
+                message = self.messages.recv() => return Event::Message(message),
+                changed = counts.changed() => changed.is_err(),
+            };
+            match self.skipped.as_mut() {
+                // The poller stops only when the connection fails: the
+                // health check reports that.
+                Some(_) if poller_gone => self.skipped = None,
+                Some((_, counts)) => return Event::Skipped(*counts.borrow_and_update()),
+                None => {}
+            }
+        }
+    }
+}
+
+/// Reads `olaclick.notify_skipped()` every HEALTH_CHECK_EVERY on the LISTEN
+/// connection, from a task of its own: however long a read takes, the
+/// invalidator's loop never waits for it. Stops when the connection is
+/// dropped or a read fails or goes unanswered.
+fn watch_skips(
+    client: &std::sync::Arc<tokio_postgres::Client>,
+    initial: i64,
+) -> tokio::sync::watch::Receiver<i64> {
+    let (tx, rx) = tokio::sync::watch::channel(initial);
+    let client = std::sync::Arc::downgrade(client);
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(HEALTH_CHECK_EVERY);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        every.tick().await;
+        loop {
+            every.tick().await;
+            let Some(client) = client.upgrade() else {
+                return;
+            };
+            let read = tokio::time::timeout(
+                ANSWER_TIMEOUT,
+                client.simple_query("SELECT olaclick.notify_skipped()"),
+            )
+            .await;
+            drop(client);
+            let count = match read {
+                Ok(Ok(rows)) => rows.iter().find_map(|message| match message {
+                    tokio_postgres::SimpleQueryMessage::Row(row) => {
+                        row.get(0).and_then(|count| count.parse::<i64>().ok())
+                    }
+                    _ => None,
+                }),
+                _ => None,
+            };
+            let Some(count) = count else { return };
+            tx.send_if_modified(|seen| std::mem::replace(seen, count) != count);
+        }
+    });
+    rx
+}
+
+/// How many notifications olaclick skipped because the NOTIFY queue was
+/// nearly full: `None` where the database has no `olaclick.notify_skipped()`
+/// (olaclick SQL older than 0.4.0).
+async fn notify_skipped(client: &tokio_postgres::Client) -> Result<Option<i64>> {
+    let exists: bool = client
+        .query_one(
+            "SELECT pg_catalog.to_regprocedure('olaclick.notify_skipped()') IS NOT NULL",
+            &[],
+        )
+        .await?
+        .get(0);
+    if !exists {
+        return Ok(None);
+    }
+    Ok(Some(
+        client
+            .query_one("SELECT olaclick.notify_skipped()", &[])
+            .await?
+            .get(0),
+    ))
 }
 
 /// When to try a connection again, backing off from 100 ms to 5 s.
@@ -428,7 +578,34 @@ async fn listen(config: &Config) -> Result<Listener> {
                 config.scrub_error(e)
             )
         })?;
-    Ok(Listener { client, messages })
+    let skipped = tokio::time::timeout(ANSWER_TIMEOUT, notify_skipped(&client))
+        .await
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "PostgreSQL at {}: olaclick.notify_skipped() got no answer within {ANSWER_TIMEOUT:?}",
+                config.shown().0
+            )
+        })?
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "PostgreSQL at {}: reading olaclick.notify_skipped() failed: {}",
+                config.shown().0,
+                config.scrub(format!("{e:#}"))
+            )
+        })?;
+    if skipped.is_none() {
+        warn!(
+            "invalidator: the database has no olaclick.notify_skipped() (its olaclick SQL is older than 0.4.0): \
+             notifications skipped because the NOTIFY queue is nearly full go unnoticed until ALTER EXTENSION olaclick UPDATE"
+        );
+    }
+    let client = std::sync::Arc::new(client);
+    let skipped = skipped.map(|count| (count, watch_skips(&client, count)));
+    Ok(Listener {
+        client,
+        messages,
+        skipped,
+    })
 }
 
 /// Listens and invalidates until stopped, reconnecting with backoff whenever
@@ -436,7 +613,11 @@ async fn listen(config: &Config) -> Result<Listener> {
 /// retried, so `metrics` tell which one is down. Notifications sent while
 /// nobody listened are lost, and deletions can't be made while Redis is
 /// away, so every (re)connection of either is followed by a flush of the
-/// cache before the next invalidation.
+/// cache before the next invalidation. So are notifications olaclick skipped
+/// because the NOTIFY queue was nearly full: a task reads their count every
+/// second, and a move of it flushes the cache, then once more a check later
+/// (a commit counted just before the first flush may have become visible
+/// only after it).
 pub async fn run_invalidator(config: Config, metrics: Metrics) -> Result<()> {
     let mut invalidator = Invalidator {
         config,
@@ -446,6 +627,7 @@ pub async fn run_invalidator(config: Config, metrics: Metrics) -> Result<()> {
         pg_retry: Retry::new(),
         redis_retry: Retry::new(),
         must_flush: true,
+        settle_flush: None,
     };
     let mut health = tokio::time::interval(HEALTH_CHECK_EVERY);
     health.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -454,12 +636,15 @@ pub async fn run_invalidator(config: Config, metrics: Metrics) -> Result<()> {
         let retry_at = invalidator.retry_at();
         let next = async {
             match invalidator.pg.as_mut() {
-                Some(listener) => listener.messages.recv().await,
+                Some(listener) => listener.next().await,
                 None => std::future::pending().await,
             }
         };
         tokio::select! {
-            message = next => invalidator.handle(message).await,
+            event = next => match event {
+                Event::Message(message) => invalidator.handle(message).await,
+                Event::Skipped(count) => invalidator.skipped(count),
+            },
             _ = health.tick() => invalidator.check().await,
             _ = async {
                 match retry_at {
@@ -480,6 +665,9 @@ struct Invalidator {
     redis_retry: Retry,
     /// Set on every (re)connection: the cache may be stale until flushed.
     must_flush: bool,
+    /// Set when skipped notifications made the cache flush: flush once more
+    /// at the first check after this time.
+    settle_flush: Option<Instant>,
 }
 
 impl Invalidator {
@@ -613,8 +801,30 @@ impl Invalidator {
         }
     }
 
+    /// olaclick skipped notifications (the count moved): flush now, and once
+    /// more a check later, for a commit counted just before this flush and
+    /// visible only after it.
+    fn skipped(&mut self, count: i64) {
+        let Some((seen, _)) = self.pg.as_mut().and_then(|l| l.skipped.as_mut()) else {
+            return;
+        };
+        let before = std::mem::replace(seen, count);
+        if count != before {
+            warn!(
+                "invalidator: olaclick skipped {} notifications (the NOTIFY queue is nearly full): flushing the cache",
+                count - before
+            );
+            self.must_flush = true;
+            self.settle_flush = Some(Instant::now() + HEALTH_CHECK_EVERY);
+        }
+    }
+
     /// Asks both servers for a sign of life.
     async fn check(&mut self) {
+        if self.settle_flush.is_some_and(|at| Instant::now() >= at) {
+            self.settle_flush = None;
+            self.must_flush = true;
+        }
         if let Some(listener) = &self.pg {
             let ping = listener.client.batch_execute("");
             let failure = match tokio::time::timeout(ANSWER_TIMEOUT, ping).await {
@@ -629,6 +839,10 @@ impl Invalidator {
                 self.lost(Target::Postgres, ErrorKind::PostgresConnection, e);
             }
         }
+        self.check_redis().await
+    }
+
+    async fn check_redis(&mut self) {
         if let Some(con) = &mut self.con {
             let ping = redis::cmd("PING");
             let answer = ping.query_async::<String>(con);

@@ -61,6 +61,11 @@ struct Cli {
     )]
     channel: String,
 
+    /// The most orders one cached list holds: a list with more is answered
+    /// from PostgreSQL every time, not cached, and `get` says so on stderr.
+    #[arg(long, env = "OLACLICK_CACHE_MAX_ORDERS", default_value_t = olaclick_cache::MAX_ORDERS)]
+    max_orders: usize,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -127,6 +132,7 @@ async fn main() -> ExitCode {
         },
         ttl: Duration::from_secs(cli.ttl.max(1)),
         channel: cli.channel,
+        max_orders: cli.max_orders,
     };
     let result = match cli.command {
         Command::Invalidate { metrics_addr } => invalidate(&config, metrics_addr).await,
@@ -139,6 +145,11 @@ async fn main() -> ExitCode {
                         Source::DatabaseWithoutCache(why) => {
                             eprintln!(
                                 "olaclick-cache: answered from PostgreSQL without the cache: {why}"
+                            )
+                        }
+                        Source::DatabaseTooLong { orders, max_orders } => {
+                            eprintln!(
+                                "olaclick-cache: answered from PostgreSQL, not cached: {orders} orders, more than OLACLICK_CACHE_MAX_ORDERS ({max_orders})"
                             )
                         }
                     }

@@ -256,14 +256,8 @@ impl Redis {
             .arg("--tls-ca-cert-file")
             .arg(pki.path("ca.crt"))
             .args(["--tls-auth-clients", "no"])
-            .args([
-                "--user",
-                REDIS_USER,
-                "on",
-                &format!(">{REDIS_PASSWORD}"),
-                "~olaclick:*",
-                "+@all",
-            ])
+            .args(["--user", REDIS_USER, "on", &format!(">{REDIS_PASSWORD}")])
+            .args(olaclick_cache::REDIS_ACL.split(' '))
             .args(&self.extra)
             .stdout(Stdio::null())
             .spawn()
@@ -1520,4 +1514,472 @@ async fn a_server_that_never_answers_is_given_up_and_tried_again() {
             && !body.contains(ROLE_PASSWORD),
         "{body}"
     );
+}
+
+/// The (table, column) pairs `query` reads, as PostgreSQL records them for a
+/// view of it: its rule depends on every column it names.
+async fn columns_read(pg: &tokio_postgres::Client, query: &str) -> Vec<(String, String)> {
+    let query = query
+        .replace("$1::integer", "1::integer")
+        .replace("$2::text", "'sent'::text");
+    // Around the query, since a view's columns need distinct names.
+    pg.batch_execute(&format!(
+        "DROP VIEW IF EXISTS pg_temp.cached_query;
+         CREATE TEMP VIEW cached_query AS SELECT count(*) FROM ({query}) q"
+    ))
+    .await
+    .unwrap();
+    pg.query(
+        "SELECT DISTINCT c.relname::text, a.attname::text
+         FROM pg_rewrite r
+         JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid
+                         AND d.refclassid = 'pg_class'::regclass AND d.refobjsubid > 0
+         JOIN pg_class c ON c.oid = d.refobjid
+         JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
+         WHERE r.ev_class = 'pg_temp.cached_query'::regclass
+         ORDER BY 1, 2",
+        &[],
+    )
+    .await
+    .unwrap()
+    .iter()
+    .map(|row| (row.get(0), row.get(1)))
+    .collect()
+}
+
+/// The columns of `query` whose change no olaclick trigger notes for the
+/// cache: an UPDATE of them would leave a cached list stale. A column is
+/// covered by an enabled row trigger on its table that fires on UPDATE of it
+/// (no column list, or one that names it) and is one of olaclick's notifying
+/// functions.
+async fn columns_without_notification(
+    pg: &tokio_postgres::Client,
+    query: &str,
+) -> Vec<(String, String)> {
+    let mut missing = Vec::new();
+    for (table, column) in columns_read(pg, query).await {
+        let covered: bool = pg
+            .query_one(
+                "SELECT EXISTS (
+                   SELECT 1 FROM pg_trigger t
+                   JOIN pg_attribute a ON a.attrelid = t.tgrelid AND a.attname = $2
+                   WHERE t.tgrelid = pg_catalog.format('olaclick.%I', $1::text)::regclass
+                     AND t.tgenabled <> 'D'
+                     AND t.tgtype & 1 = 1       -- FOR EACH ROW
+                     AND t.tgtype & 16 = 16     -- UPDATE
+                     AND t.tgfoid IN ('olaclick.orders_guard()'::regprocedure,
+                                      'olaclick.cache_columns_notify()'::regprocedure)
+                     AND (cardinality(t.tgattr::int2[]) = 0 OR a.attnum = ANY (t.tgattr::int2[])))",
+                &[&table, &column],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if !covered {
+            missing.push((table, column));
+        }
+    }
+    missing
+}
+
+/// Every column the cached query reads notifies when it changes; a column
+/// added to the query without a trigger that notes it fails here.
+#[tokio::test]
+async fn every_column_the_cached_query_reads_notifies() {
+    let env = Env::new("columns").await;
+    let read = columns_read(&env.pg, olaclick_cache::ORDERS_QUERY).await;
+    for expected in [
+        ("clients", "name"),
+        ("restaurants", "name"),
+        ("orders", "total"),
+        ("orders", "status"),
+        ("orders", "created_at"),
+    ] {
+        assert!(
+            read.contains(&(expected.0.into(), expected.1.into())),
+            "{expected:?} not among the columns derived from the query: {read:?}"
+        );
+    }
+    assert_eq!(
+        columns_without_notification(&env.pg, olaclick_cache::ORDERS_QUERY).await,
+        Vec::<(String, String)>::new()
+    );
+    // The check itself: the branch's name added to the query (and the
+    // branch's id, which its join reads) has no trigger.
+    let with_branch = olaclick_cache::ORDERS_QUERY
+        .replacen("r.name::text", "r.name::text, b.name::text", 1)
+        .replacen(
+            "FROM olaclick.orders p",
+            "FROM olaclick.orders p JOIN olaclick.branches b ON b.id = p.branch_id",
+            1,
+        );
+    assert_eq!(
+        columns_without_notification(&env.pg, &with_branch).await,
+        vec![
+            ("branches".to_string(), "id".to_string()),
+            ("branches".to_string(), "name".to_string())
+        ],
+        "{with_branch}"
+    );
+}
+
+/// A connection LISTENing on olaclick's channel, and the payloads it hears.
+async fn listener(
+    db: &str,
+) -> (
+    tokio_postgres::Client,
+    tokio::sync::mpsc::UnboundedReceiver<String>,
+) {
+    let (client, mut connection) =
+        tokio_postgres::connect(&format!("{}/{db}", admin_base()), NoTls)
+            .await
+            .unwrap();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(Ok(message)) =
+            futures_util::future::poll_fn(|cx| connection.poll_message(cx)).await
+        {
+            if let tokio_postgres::AsyncMessage::Notification(n) = message {
+                if tx.send(n.payload().to_string()).is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    client.batch_execute("LISTEN olaclick_cache").await.unwrap();
+    (client, rx)
+}
+
+/// The payloads heard until a fence commit on restaurant 2 (order 3) arrives.
+async fn heard_until_fence(
+    pg: &tokio_postgres::Client,
+    heard: &mut tokio::sync::mpsc::UnboundedReceiver<String>,
+) -> Vec<String> {
+    pg.batch_execute("UPDATE olaclick.orders SET created_at = created_at WHERE id = 3")
+        .await
+        .unwrap();
+    let mut payloads = Vec::new();
+    loop {
+        let payload = tokio::time::timeout(Duration::from_secs(15), heard.recv())
+            .await
+            .expect("the fence's notification within 15 s")
+            .unwrap();
+        if payload.starts_with(r#"{"restaurant_id": 2,"#) {
+            return payloads;
+        }
+        payloads.push(payload);
+    }
+}
+
+#[tokio::test]
+async fn renaming_a_client_or_the_restaurant_invalidates_its_lists() {
+    let mut env = Env::new("rename").await;
+    env.start_invalidator().await;
+    let (_listening, mut heard) = listener(&env.db).await;
+
+    env.get(1, "initiated").await;
+    env.pg
+        .batch_execute("UPDATE olaclick.clients SET name = 'Ana María' WHERE id = 1")
+        .await
+        .unwrap();
+    env.wait_gone(1, "initiated").await;
+    let (json, _) = env.get(1, "initiated").await;
+    assert!(json.contains(r#""client":"Ana María""#), "{json}");
+
+    env.get(1, "initiated").await;
+    env.pg
+        .batch_execute("UPDATE olaclick.restaurants SET name = 'R1 bis' WHERE id = 1")
+        .await
+        .unwrap();
+    env.wait_gone(1, "initiated").await;
+    let (json, _) = env.get(1, "initiated").await;
+    assert!(json.contains(r#""restaurant":"R1 bis""#), "{json}");
+    assert_eq!(
+        heard_until_fence(&env.pg, &mut heard).await,
+        vec![
+            r#"{"restaurant_id": 1, "statuses": ["initiated", "sent", "delivered"], "all": true}"#;
+            2
+        ]
+    );
+
+    // Assigned its own value, or a column the list doesn't show: nothing.
+    env.pg
+        .batch_execute(
+            "UPDATE olaclick.clients SET name = name, phone = '555' WHERE id = 1;
+             UPDATE olaclick.restaurants SET name = name WHERE id = 1",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        heard_until_fence(&env.pg, &mut heard).await,
+        Vec::<String>::new()
+    );
+    assert!(env.cached(1, "initiated").await.is_some());
+
+    // A rename and order changes in one transaction: one notification.
+    env.pg
+        .batch_execute(
+            "BEGIN;
+             UPDATE olaclick.clients SET name = 'Ana' WHERE id = 1;
+             UPDATE olaclick.orders SET status = 'sent' WHERE id = 1;
+             UPDATE olaclick.restaurants SET name = 'R1' WHERE id = 1;
+             COMMIT;",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        heard_until_fence(&env.pg, &mut heard).await,
+        vec![
+            r#"{"restaurant_id": 1, "statuses": ["initiated", "sent", "delivered"], "all": true}"#
+        ]
+    );
+    env.wait_gone(1, "initiated").await;
+}
+
+/// A host that accepts connections and never answers (a frozen primary)
+/// costs one connect_timeout, then the next host is tried, as libpq does,
+/// whatever target_session_attrs asks for.
+#[tokio::test]
+async fn a_silent_host_costs_one_connect_timeout_then_the_next_is_tried() {
+    let env = Env::new("silenthost").await;
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    for (attrs, connects) in [
+        ("", true),
+        ("&target_session_attrs=any", true),
+        ("&target_session_attrs=read-write", true),
+        ("&target_session_attrs=primary", true),
+        ("&target_session_attrs=prefer-standby", true),
+        ("&target_session_attrs=read-only", false),
+        ("&target_session_attrs=standby", false),
+    ] {
+        let url = format!(
+            "postgresql://{ROLE}:{}@127.0.0.1:{silent_port},localhost:{}/{}?{}&connect_timeout=1{attrs}",
+            enc(ROLE_PASSWORD),
+            pg_port(),
+            env.db,
+            verify_full()
+        );
+        let started = Instant::now();
+        let result = olaclick_cache::postgres(&env.with_database_url(url), "test").await;
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_secs(1) && took < Duration::from_millis(1900),
+            "{attrs}: {took:?}"
+        );
+        match result {
+            Ok((client, connection)) => {
+                assert!(connects, "{attrs}: connected to the primary");
+                tokio::spawn(connection);
+                let port: i32 = client
+                    .query_one("SELECT inet_server_port()", &[])
+                    .await
+                    .unwrap()
+                    .get(0);
+                assert_eq!(port, pg_port() as i32, "{attrs}");
+            }
+            Err(e) => {
+                let e = format!("{e:#}");
+                assert!(!connects, "{attrs}: {e}");
+                assert!(
+                    e.contains(&format!("127.0.0.1:{silent_port}")) && !e.contains(ROLE_PASSWORD),
+                    "{attrs}: {e}"
+                );
+            }
+        }
+    }
+}
+
+/// With the NOTIFY queue held by a listener stuck in a transaction and past
+/// the skip threshold, an order's commit goes through without notifying; the
+/// skip is counted and the invalidator flushes the cache; below the
+/// threshold notifications resume.
+#[tokio::test]
+async fn a_nearly_full_queue_skips_notifications_and_the_invalidator_flushes() {
+    let mut env = Env::new("queuefull").await;
+    env.start_invalidator().await;
+    let (_listening, mut heard) = listener(&env.db).await;
+    // A listener inside a transaction reads nothing: the queue's tail stays
+    // behind it while 40 notifications of about a page each go in.
+    let stuck = admin(&env.db).await;
+    // Separate statements: a LISTEN in the same query string as the BEGIN
+    // would be part of the transaction, and not yet listening.
+    stuck
+        .batch_execute("LISTEN olaclick_test_stuck")
+        .await
+        .unwrap();
+    stuck.batch_execute("BEGIN; SELECT 1").await.unwrap();
+    env.pg
+        .batch_execute(
+            "SELECT count(pg_notify('olaclick_test_stuck', g || repeat('x', 7000))) FROM generate_series(1, 40) g",
+        )
+        .await
+        .unwrap();
+    let usage: f64 = env
+        .pg
+        .query_one("SELECT pg_notification_queue_usage()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(usage > 0.000001, "{usage}");
+    let count = |row: tokio_postgres::Row| row.get::<_, i64>(0);
+    let before = count(
+        env.pg
+            .query_one("SELECT olaclick.notify_skipped()", &[])
+            .await
+            .unwrap(),
+    );
+
+    env.get(1, "initiated").await;
+    env.get(2, "initiated").await;
+    let generation_before = generation(&mut env.redis.con().await).await;
+    // Two restaurants in one commit: two notifications skipped.
+    env.pg
+        .batch_execute(
+            "SET olaclick.notify_queue_skip_threshold = 0.000001;
+             BEGIN;
+             UPDATE olaclick.orders SET status = 'sent' WHERE id IN (1, 3);
+             COMMIT;",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        count(
+            env.pg
+                .query_one("SELECT olaclick.notify_skipped()", &[])
+                .await
+                .unwrap()
+        ),
+        before + 2
+    );
+    let health = env
+        .pg
+        .query_one(
+            "SELECT status || ' ' || value FROM olaclick.health() WHERE name = 'notify_skipped'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get::<_, String>(0);
+    assert_eq!(health, format!("critical {}", before + 2));
+    // No notification went out, and the invalidator flushed.
+    assert_eq!(heard.try_recv().ok(), None);
+    eventually("the invalidator flushes", || async {
+        generation(&mut env.redis.con().await).await > generation_before
+    })
+    .await;
+    env.wait_gone(1, "initiated").await;
+    env.wait_gone(2, "initiated").await;
+    let (json, _) = env.get(1, "initiated").await;
+    assert!(!json.contains(r#""id":1,"#), "{json}");
+
+    // Below the threshold again: notified as usual, nothing more skipped.
+    env.pg
+        .batch_execute(
+            "RESET olaclick.notify_queue_skip_threshold;
+             UPDATE olaclick.orders SET status = 'sent' WHERE id = 2",
+        )
+        .await
+        .unwrap();
+    env.wait_gone(1, "initiated").await;
+    let payload = tokio::time::timeout(Duration::from_secs(15), heard.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(payload.starts_with(r#"{"restaurant_id": 1,"#), "{payload}");
+    assert_eq!(
+        count(
+            env.pg
+                .query_one("SELECT olaclick.notify_skipped()", &[])
+                .await
+                .unwrap()
+        ),
+        before + 2
+    );
+    let health = env
+        .pg
+        .query_one(
+            "SELECT status FROM olaclick.health() WHERE name = 'notify_skipped'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get::<_, String>(0);
+    assert_eq!(health, "ok");
+    stuck.batch_execute("ROLLBACK").await.unwrap();
+}
+
+/// A list longer than max_orders is answered from PostgreSQL and not cached.
+#[tokio::test]
+async fn a_list_longer_than_max_orders_is_not_cached() {
+    let env = Env::new("maxorders").await;
+    let config = Config {
+        max_orders: 1,
+        ..env.config()
+    };
+    let (json, source) = olaclick_cache::get(&config, 1, "initiated").await.unwrap();
+    assert_eq!(
+        source,
+        Source::DatabaseTooLong {
+            orders: 2,
+            max_orders: 1
+        }
+    );
+    assert!(
+        json.contains(r#""id":1"#) && json.contains(r#""id":2"#),
+        "{json}"
+    );
+    assert_eq!(env.cached(1, "initiated").await, None);
+    // Restaurant 2 has one order: cached.
+    let (_, source) = olaclick_cache::get(&config, 2, "initiated").await.unwrap();
+    assert_eq!(source, Source::Database { stored: true });
+    let out = env
+        .command()
+        .env("OLACLICK_CACHE_MAX_ORDERS", "1")
+        .args(["get", "--restaurant", "1", "--status", "initiated"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("answered from PostgreSQL, not cached: 2 orders, more than OLACLICK_CACHE_MAX_ORDERS (1)"),
+        "{stderr}"
+    );
+}
+
+/// The ACL user has only the commands olaclick-cache sends: the cache works
+/// (every test here runs with it) and FLUSHALL, CONFIG and other keys are
+/// refused. The docs and the demo give the same rules.
+#[tokio::test]
+async fn the_redis_acl_is_least_privilege() {
+    let mut env = Env::new("acl").await;
+    env.start_invalidator().await;
+    env.get(1, "initiated").await;
+    assert!(env.cached(1, "initiated").await.is_some());
+    env.pg
+        .batch_execute("UPDATE olaclick.orders SET status = 'sent' WHERE id = 1")
+        .await
+        .unwrap();
+    env.wait_gone(1, "initiated").await;
+    let mut user = olaclick_cache::redis(&env.config()).await.unwrap();
+    for command in [
+        redis::cmd("FLUSHALL"),
+        redis::cmd("CONFIG").arg("GET").arg("*").to_owned(),
+        redis::cmd("KEYS").arg("*").to_owned(),
+        redis::cmd("SHUTDOWN"),
+        redis::cmd("GET").arg("other:key").to_owned(),
+    ] {
+        let refused: redis::RedisResult<redis::Value> = command.query_async(&mut user).await;
+        let e = refused.expect_err("refused by the ACL");
+        assert!(format!("{e}").contains("no permissions"), "{e}");
+    }
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    for file in ["docs/cache.md", "docs/security.md", "scripts/demo"] {
+        let text = std::fs::read_to_string(root.join(file)).unwrap();
+        assert!(
+            text.contains(olaclick_cache::REDIS_ACL),
+            "{file} does not give the ACL rules {:?}",
+            olaclick_cache::REDIS_ACL
+        );
+    }
 }

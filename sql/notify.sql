@@ -1,0 +1,18 @@
+-- Cache notifications that were skipped (src/notify.rs): above
+-- olaclick.notify_queue_skip_threshold of the NOTIFY queue, a commit queues
+-- no notification and counts each one it would have sent here instead. A
+-- sequence, not a table: nextval is not rolled back and takes no row lock, so
+-- writers counting at once neither wait for each other nor fail. Not
+-- registered for pg_dump: a count of this server's past, not business data.
+CREATE SEQUENCE notify_skipped_seq AS bigint;
+REVOKE ALL ON SEQUENCE notify_skipped_seq FROM PUBLIC;
+
+-- How many cache notifications were skipped in all. olaclick-cache's
+-- invalidator polls it and flushes the cache when it moves; health() reports
+-- it. SECURITY DEFINER: the reading roles get the count, not the sequence.
+CREATE FUNCTION notify_skipped() RETURNS bigint
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT coalesce(pg_catalog.pg_sequence_last_value('olaclick.notify_skipped_seq'::pg_catalog.regclass), 0);
+END;
