@@ -256,11 +256,9 @@ pub fn init() {
 unsafe extern "C-unwind" fn on_xact_event(event: pg_sys::XactEvent::Type, _arg: *mut c_void) {
     match event {
         pg_sys::XactEvent::XACT_EVENT_PRE_COMMIT => send(),
-        pg_sys::XactEvent::XACT_EVENT_PRE_PREPARE => {
-            if PENDING.with(|p| !p.borrow().is_empty()) {
-                PENDING.with(|p| p.borrow_mut().clear());
-                crate::refusal::Refusal::prepare_after_order_change().raise();
-            }
+        pg_sys::XactEvent::XACT_EVENT_PRE_PREPARE if PENDING.with(|p| !p.borrow().is_empty()) => {
+            PENDING.with(|p| p.borrow_mut().clear());
+            crate::refusal::Refusal::prepare_after_order_change().raise();
         }
         pg_sys::XactEvent::XACT_EVENT_ABORT | pg_sys::XactEvent::XACT_EVENT_PARALLEL_ABORT => {
             PENDING.with(|p| p.borrow_mut().clear());
