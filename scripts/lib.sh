@@ -67,6 +67,30 @@ fresh_cluster() {
   pgctl -D "$root/$name" -l "$root/$name/server.log" -w start >/dev/null
 }
 
+# Small helpers the drills and benchmarks share.
+# wait_for SECONDS COMMAND...: runs COMMAND every 0.2 s until it succeeds;
+# fails when SECONDS pass first.
+wait_for() {
+  local seconds=$1; shift
+  local deadline=$(( $(date +%s) + seconds ))
+  until "$@"; do
+    [ "$(date +%s)" -lt "$deadline" ] || return 1
+    sleep 0.2
+  done
+}
+# A TCP port on loopback that nothing listens on (the kernel picks it).
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+# The median of the numbers on stdin (separated by spaces or newlines).
+median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
+# start_redis PORT [redis-server options...]: a throwaway Redis on loopback
+# (no persistence), in the background, answering when this returns. The
+# caller stops it (redis-cli -p PORT shutdown nosave).
+start_redis() {
+  local port=$1; shift
+  redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no --daemonize yes "$@" >/dev/null
+  wait_for 10 redis-cli -p "$port" ping >/dev/null 2>&1
+}
+
 # A drill's report: set drill=NAME first. Each check prints "ok: ..." or
 # "not ok: ..."; the first failure ends the drill; the closing line
 # "NAME: N passed, 0 failed" is what scripts/test counts.

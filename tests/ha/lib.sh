@@ -15,15 +15,6 @@ pg_env=(sudo -u postgres env -u PGUSER -u PGHOST -u PGPORT -u PGDATABASE -u PGOP
 as_pg() { (cd / && "${pg_env[@]}" "$@"); }
 autoctl() { as_pg pg_autoctl "$@"; }
 now() { date +%s.%N; }
-# Polls a condition every 0.2 s for at most $1 seconds.
-wait_for() {
-  local seconds=$1; shift
-  local deadline=$(( $(date +%s) + seconds ))
-  until "$@"; do
-    [ "$(date +%s)" -lt "$deadline" ] || return 1
-    sleep 0.2
-  done
-}
 # "node1:primary/primary node2:secondary/secondary": reported/assigned states.
 states() { q "$monitor_port" pg_auto_failover "SELECT string_agg(nodename || ':' || reportedstate || '/' || goalstate, ' ' ORDER BY nodename) FROM pgautofailover.node" 2>/dev/null || true; }
 states_are() { [ "$(states)" = "$1" ]; }
