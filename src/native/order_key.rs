@@ -18,7 +18,6 @@ use std::ffi::CStr;
 
 use pgrx::pg_sys::{self, Datum, Oid};
 use pgrx::prelude::*;
-use pgrx::IntoDatum;
 
 use super::shape::Shape;
 use super::total::{skip_key_checks, version_of, Written, LAST_WRITTEN};
@@ -128,17 +127,7 @@ unsafe fn found(
     let rel = pg_sys::table_open(orders, pg_sys::AccessShareLock as _);
     let index = pg_sys::index_open(shape.id_index, pg_sys::AccessShareLock as _);
     let slot = pg_sys::MakeSingleTupleTableSlot((*rel).rd_att, pg_sys::table_slot_callbacks(rel));
-    let mut key: pg_sys::ScanKeyData = std::mem::zeroed();
-    // The index's only key is id, a bigint with the default btree class.
-    pg_sys::ScanKeyInit(
-        &mut key,
-        1,
-        pg_sys::BTEqualStrategyNumber as _,
-        pg_sys::Oid::from(pg_sys::F_INT8EQ),
-        order.into_datum().unwrap_or(Datum::from(0)),
-    );
-    let scan = pg_sys::index_beginscan(rel, index, &raw mut pg_sys::SnapshotSelfData, 1, 0);
-    pg_sys::index_rescan(scan, &mut key, 1, std::ptr::null_mut(), 0);
+    let scan = super::shape::scan_by_id(rel, index, &raw mut pg_sys::SnapshotSelfData, order);
     // restaurant_id: an integer column (the shape says so).
     let tenant = shape.column(1) as i32 + 1;
     let mut found = None;

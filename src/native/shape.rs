@@ -321,6 +321,32 @@ unsafe fn index_on(rel: pg_sys::Relation, id: usize) -> Option<Oid> {
     found
 }
 
+/// Begins a scan of orders `rel` for order `order` through `index`, the
+/// unique index on id that `Shape::id_index` names (its only key a bigint
+/// with the default btree class), under `snapshot`. The caller ends it.
+///
+/// # Safety
+/// `rel` and `index` are open; `snapshot` outlives the scan.
+pub unsafe fn scan_by_id(
+    rel: pg_sys::Relation,
+    index: pg_sys::Relation,
+    snapshot: pg_sys::Snapshot,
+    order: i64,
+) -> pg_sys::IndexScanDesc {
+    let mut key: pg_sys::ScanKeyData = std::mem::zeroed();
+    pg_sys::ScanKeyInit(
+        &mut key,
+        1,
+        pg_sys::BTEqualStrategyNumber as _,
+        pg_sys::Oid::from(pg_sys::F_INT8EQ),
+        Datum::from(order),
+    );
+    let scan = pg_sys::index_beginscan(rel, index, snapshot, 1, 0);
+    // index_rescan copies the key into the scan.
+    pg_sys::index_rescan(scan, &mut key, 1, std::ptr::null_mut(), 0);
+    scan
+}
+
 /// Whether every trigger of `rel` fires (or is meant to be skipped) when
 /// the native path writes: foreign-key checks, triggers calling the
 /// extension's own functions (the statement-level ones the native path

@@ -177,16 +177,7 @@ unsafe fn find_and_lock(
     // writes, this command's included, are visible.
     let snapshot = pg_sys::RegisterSnapshot(pg_sys::GetLatestSnapshot());
     let index = pg_sys::index_open(index, pg_sys::AccessShareLock as _);
-    let mut key: pg_sys::ScanKeyData = std::mem::zeroed();
-    pg_sys::ScanKeyInit(
-        &mut key,
-        1,
-        pg_sys::BTEqualStrategyNumber as _,
-        pg_sys::Oid::from(pg_sys::F_INT8EQ),
-        order.into_datum().unwrap_or(Datum::from(0)),
-    );
-    let scan = pg_sys::index_beginscan(rel, index, snapshot, 1, 0);
-    pg_sys::index_rescan(scan, &mut key, 1, std::ptr::null_mut(), 0);
+    let scan = super::shape::scan_by_id(rel, index, snapshot, order);
     let visible =
         pg_sys::index_getnext_slot(scan, pg_sys::ScanDirection::ForwardScanDirection, slot);
     pg_sys::index_endscan(scan);
