@@ -22,6 +22,7 @@ mod sandbox;
 mod scope;
 mod status;
 mod tenancy;
+mod tenant_scope;
 mod totals;
 
 #[cfg(any(test, feature = "pg_test"))]
@@ -43,11 +44,13 @@ extension_sql_file!(
 );
 extension_sql_file!("../sql/ops.sql", name = "ops", requires = ["security"]);
 extension_sql_file!("../sql/health.sql", name = "health", requires = ["ops"]);
+extension_sql_file!("../sql/pooler.sql", name = "pooler", requires = ["security"]);
 extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     gucs::init();
+    tenant_scope::init();
     notify::init();
     audit_settings::init();
     row_jsonb::init();
