@@ -23,6 +23,9 @@ port_ha_monitor=$((5480 + off)) port_ha_node1=$((5481 + off)) port_ha_node2=$((5
 port_bench_ha_monitor=$((5485 + off)) port_bench_ha_node1=$((5486 + off)) port_bench_ha_node2=$((5487 + off))  # bench/ha
 port_health_primary=${OLACLICK_HEALTH_PORT:-$((5461 + off))}                # tests/health/run
 port_health_standby=$((port_health_primary + 1))
+port_pooler_pg=$((5492 + off)) port_pooler=$((5491 + off)) port_pooler_metrics=$((5490 + off))  # tests/pooler/run: cluster, PgBouncer, exporter
+port_demo_pooler=$((5489 + off))                         # scripts/demo's PgBouncer
+port_bench_pooler=$((5488 + off))                        # bench/pooler's PgBouncer (its cluster: port_bench)
 
 # As the postgres OS user, from /.
 as_pg() { (cd / && sudo -u postgres "$@"); }
@@ -47,6 +50,13 @@ fresh_db() { q "$1" postgres "DROP DATABASE IF EXISTS $2 WITH (FORCE)"; q "$1" p
 # no error.
 stop_cluster() {
   [ -f "$root/$1/postmaster.pid" ] && pgctl -D "$root/$1" -m fast -w stop >/dev/null 2>&1 || true
+}
+# stop_pooler NAME: stops the PgBouncer scripts/cluster started for NAME
+# (OLACLICK_POOLER_PORT), if it runs, and waits for it to exit.
+stop_pooler() {
+  local pid; pid=$(cat "$root/$1-pooler/pgbouncer.pid" 2>/dev/null) || return 0
+  kill "$pid" 2>/dev/null || return 0
+  for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.05; done
 }
 # fresh_cluster NAME PORT [postgresql.conf lines...]: a new data directory with
 # trust authentication (throwaway drill clusters only; scripts/cluster makes
