@@ -23,7 +23,7 @@ port_ha_monitor=$((5480 + off)) port_ha_node1=$((5481 + off)) port_ha_node2=$((5
 port_bench_ha_monitor=$((5485 + off)) port_bench_ha_node1=$((5486 + off)) port_bench_ha_node2=$((5487 + off))  # bench/ha
 port_health_primary=${OLACLICK_HEALTH_PORT:-$((5461 + off))}                # tests/health/run
 port_health_standby=$((port_health_primary + 1))
-port_pooler_pg=$((5492 + off)) port_pooler=$((5491 + off)) port_pooler_metrics=$((5490 + off))  # tests/pooler/run: cluster, PgBouncer, exporter
+port_pooler_pg=$((5492 + off)) port_pooler=$((5491 + off))  # tests/pooler/run: cluster, PgBouncer
 port_demo_pooler=$((5489 + off))                         # scripts/demo's PgBouncer
 port_bench_pooler=$((5488 + off))                        # bench/pooler's PgBouncer (its cluster: port_bench)
 
