@@ -44,7 +44,8 @@ extension_sql_file!(
 );
 extension_sql_file!("../sql/ops.sql", name = "ops", requires = ["security"]);
 extension_sql_file!("../sql/health.sql", name = "health", requires = ["ops"]);
-extension_sql_file!("../sql/pooler.sql", name = "pooler", requires = ["security"]);
+// After health: the schema grant comes last, as the upgrade script makes it.
+extension_sql_file!("../sql/pooler.sql", name = "pooler", requires = ["health"]);
 extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 
 #[pg_guard]
