@@ -210,7 +210,7 @@ mod tests {
              WHERE name LIKE 'olaclick.%' AND name NOT LIKE 'olaclick.health%'");
         assert_eq!(
             names,
-            "olaclick.allow_drop,olaclick.audit_derived,olaclick.notify_channel,olaclick.restaurant_id,olaclick.user_id"
+            "olaclick.allow_drop,olaclick.audit_derived,olaclick.notify_channel,olaclick.restaurant_id,olaclick.tenant_scope,olaclick.user_id"
         );
         assert_eq!(
             one::<String>("SELECT current_setting('olaclick.audit_derived')"),
@@ -231,6 +231,10 @@ mod tests {
         assert_eq!(
             one::<String>("SELECT current_setting('olaclick.restaurant_id')"),
             ""
+        );
+        assert_eq!(
+            one::<String>("SELECT current_setting('olaclick.tenant_scope')"),
+            "session"
         );
     }
 
