@@ -253,7 +253,10 @@ pub fn current_actor() -> Option<i32> {
 pub fn current_restaurant() -> Option<i32> {
     parse_id(
         c"olaclick.restaurant_id",
-        crate::tenant_scope::in_effect(crate::tenant_scope::Setting::RestaurantId, RESTAURANT_ID.get()),
+        crate::tenant_scope::in_effect(
+            crate::tenant_scope::Setting::RestaurantId,
+            RESTAURANT_ID.get(),
+        ),
     )
 }
 
@@ -293,7 +296,8 @@ pub enum TenantScope {
 
 /// `olaclick.tenant_scope`. Superuser-only (PGC_SUSET): set per pooled login
 /// role with ALTER ROLE, so the application can't switch it off.
-pub static TENANT_SCOPE: GucSetting<TenantScope> = GucSetting::<TenantScope>::new(TenantScope::Session);
+pub static TENANT_SCOPE: GucSetting<TenantScope> =
+    GucSetting::<TenantScope>::new(TenantScope::Session);
 
 fn define_tenant_scope() {
     GucRegistry::define_enum_guc(

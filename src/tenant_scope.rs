@@ -74,7 +74,10 @@ fn record(name: &CStr) -> *mut pg_sys::config_generic {
             }
         }
     }
-    panic!("olaclick: setting {} is not defined", name.to_string_lossy())
+    panic!(
+        "olaclick: setting {} is not defined",
+        name.to_string_lossy()
+    )
 }
 
 /// The setting's record: (was it changed in the open transaction, its source).
@@ -129,7 +132,10 @@ unsafe extern "C-unwind" fn on_xact_event(event: pg_sys::XactEvent::Type, _arg: 
 /// is left on the connection; warns when a session SET was its own
 /// transaction (the application's likely mistake).
 fn reset() {
-    for (i, setting) in [Setting::RestaurantId, Setting::UserId].into_iter().enumerate() {
+    for (i, setting) in [Setting::RestaurantId, Setting::UserId]
+        .into_iter()
+        .enumerate()
+    {
         let (changed, source) = state(setting);
         if !changed && source != pg_sys::GucSource::PGC_S_SESSION {
             continue;
@@ -149,7 +155,10 @@ fn reset() {
             );
         }
         // SAFETY: plain query of the transaction state.
-        if changed && source == pg_sys::GucSource::PGC_S_SESSION && !unsafe { pg_sys::IsTransactionBlock() } {
+        if changed
+            && source == pg_sys::GucSource::PGC_S_SESSION
+            && !unsafe { pg_sys::IsTransactionBlock() }
+        {
             let name = NAMES[i].to_string_lossy();
             ErrorReport::new(
                 PgSqlErrorCode::ERRCODE_WARNING,

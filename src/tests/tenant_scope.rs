@@ -21,13 +21,22 @@ mod tests {
     fn tenant_scope_transaction_counts_values_set_in_this_transaction() -> Result<(), spi::Error> {
         Spi::run("SET LOCAL olaclick.tenant_scope = transaction")?;
         Spi::run("SET LOCAL olaclick.restaurant_id = '7'")?;
-        assert_eq!(Spi::get_one::<i32>("SELECT olaclick.current_restaurant()")?, Some(7));
+        assert_eq!(
+            Spi::get_one::<i32>("SELECT olaclick.current_restaurant()")?,
+            Some(7)
+        );
         // A session SET made in this transaction counts in it too.
         Spi::run("SET olaclick.user_id = '5'")?;
-        assert_eq!(Spi::get_one::<i32>("SELECT olaclick.current_actor()")?, Some(5));
+        assert_eq!(
+            Spi::get_one::<i32>("SELECT olaclick.current_actor()")?,
+            Some(5)
+        );
         // RESET in the same transaction: no tenant.
         Spi::run("RESET olaclick.restaurant_id")?;
-        assert_eq!(Spi::get_one::<i32>("SELECT olaclick.current_restaurant()")?, None);
+        assert_eq!(
+            Spi::get_one::<i32>("SELECT olaclick.current_restaurant()")?,
+            None
+        );
         Ok(())
     }
 }
