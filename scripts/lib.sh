@@ -29,6 +29,9 @@ port_health_standby=$((port_health_primary + 1))
 port_access=$((5470 + off)) port_access_mtail=$((5471 + off))  # tests/access/run (mtail's metrics endpoint)
 port_staging=$((5472 + off))                                 # tests/staging/run
 port_passwords=$((5473 + off))                               # tests/passwords/run
+port_pooler_pg=$((5492 + off)) port_pooler=$((5491 + off))  # tests/pooler/run: cluster, PgBouncer
+port_demo_pooler=$((5476 + off))                         # scripts/demo's PgBouncer
+port_bench_pooler=$((5475 + off))                        # bench/pooler's PgBouncer (its cluster: port_bench)
 
 # As the postgres OS user, from /.
 as_pg() { (cd / && sudo -u postgres "$@"); }
@@ -53,6 +56,13 @@ fresh_db() { q "$1" postgres "DROP DATABASE IF EXISTS $2 WITH (FORCE)"; q "$1" p
 # no error.
 stop_cluster() {
   [ -f "$root/$1/postmaster.pid" ] && pgctl -D "$root/$1" -m fast -w stop >/dev/null 2>&1 || true
+}
+# stop_pooler NAME: stops the PgBouncer scripts/cluster started for NAME
+# (OLACLICK_POOLER_PORT), if it runs, and waits for it to exit.
+stop_pooler() {
+  local pid; pid=$(cat "$root/$1-pooler/pgbouncer.pid" 2>/dev/null) || return 0
+  kill "$pid" 2>/dev/null || return 0
+  for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.05; done
 }
 # fresh_cluster NAME PORT [postgresql.conf lines...]: a new data directory with
 # trust authentication (throwaway drill clusters only; scripts/cluster makes

@@ -97,6 +97,7 @@ pub fn init() {
     define_health();
     define_part5();
     define_notify_queue();
+    define_tenant_scope();
 }
 
 // The thresholds of olaclick.health() (sql/health.sql). Superuser-only
@@ -246,7 +247,10 @@ unsafe extern "C-unwind" fn check_channel(
 
 /// `olaclick.user_id` as a user id; `None` when unset or empty.
 pub fn user_id() -> Option<i32> {
-    parse_id(c"olaclick.user_id", USER_ID.get())
+    parse_id(
+        c"olaclick.user_id",
+        crate::tenant_scope::in_effect(crate::tenant_scope::Setting::UserId, USER_ID.get()),
+    )
 }
 
 /// `olaclick.current_actor()`: the acting user, the default of every
@@ -262,7 +266,13 @@ pub fn current_actor() -> Option<i32> {
 /// or after this library was loaded.
 #[pg_extern(stable, parallel_safe)]
 pub fn current_restaurant() -> Option<i32> {
-    parse_id(c"olaclick.restaurant_id", RESTAURANT_ID.get())
+    parse_id(
+        c"olaclick.restaurant_id",
+        crate::tenant_scope::in_effect(
+            crate::tenant_scope::Setting::RestaurantId,
+            RESTAURANT_ID.get(),
+        ),
+    )
 }
 
 fn parse_id(name: &CStr, value: Option<CString>) -> Option<i32> {
@@ -342,6 +352,35 @@ fn define_notify_queue() {
         &NOTIFY_QUEUE_SKIP_THRESHOLD,
         0.0,
         1.0,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+}
+
+/// How long `olaclick.restaurant_id` and `olaclick.user_id` count
+/// (src/tenant_scope.rs): `session`, as PostgreSQL settings always do, or
+/// `transaction`, only in the transaction that set them (behind a pooler in
+/// transaction mode, where a session `SET` would stay on the server connection
+/// for the next client).
+#[derive(pgrx::PostgresGucEnum, Clone, Copy, PartialEq, Eq, Debug)]
+pub enum TenantScope {
+    #[name = c"session"]
+    Session,
+    #[name = c"transaction"]
+    Transaction,
+}
+
+/// `olaclick.tenant_scope`. Superuser-only (PGC_SUSET): set per pooled login
+/// role with ALTER ROLE, so the application can't switch it off.
+pub static TENANT_SCOPE: GucSetting<TenantScope> =
+    GucSetting::<TenantScope>::new(TenantScope::Session);
+
+fn define_tenant_scope() {
+    GucRegistry::define_enum_guc(
+        c"olaclick.tenant_scope",
+        c"How long olaclick.restaurant_id and olaclick.user_id count: session or transaction.",
+        c"transaction: only a value set in the current transaction counts, and both are reset when it commits, however they were set. For login roles used through a pooler in transaction mode.",
+        &TENANT_SCOPE,
         GucContext::Suset,
         GucFlags::default(),
     );

@@ -23,6 +23,7 @@ mod sandbox;
 mod scope;
 mod status;
 mod tenancy;
+mod tenant_scope;
 mod totals;
 
 #[cfg(any(test, feature = "pg_test"))]
@@ -50,11 +51,14 @@ extension_sql_file!(
     requires = ["ops", "notify"]
 );
 extension_sql_file!("../sql/staging.sql", name = "staging", requires = ["ops"]);
+// After health: the schema grant comes last, as the upgrade script makes it.
+extension_sql_file!("../sql/pooler.sql", name = "pooler", requires = ["health"]);
 extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     gucs::init();
+    tenant_scope::init();
     notify::init();
     audit_settings::init();
     native::init();

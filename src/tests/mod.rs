@@ -13,6 +13,7 @@ mod orders;
 mod schema;
 mod security;
 mod tenancy;
+mod tenant_scope;
 mod write_path;
 
 /// Runs `sql` in a subtransaction and returns `SQLSTATE: message` if it

@@ -211,7 +211,8 @@ mod tests {
         assert_eq!(
             names,
             "olaclick.allow_drop,olaclick.audit_derived,olaclick.environment,olaclick.native_writes,\
-             olaclick.notify_channel,olaclick.password_lifetime,olaclick.restaurant_id,olaclick.user_id"
+             olaclick.notify_channel,olaclick.password_lifetime,olaclick.restaurant_id,\
+             olaclick.tenant_scope,olaclick.user_id"
         );
         assert_eq!(
             one::<String>("SELECT current_setting('olaclick.native_writes')"),
@@ -244,6 +245,10 @@ mod tests {
                  FROM pg_settings WHERE name IN ('olaclick.environment', 'olaclick.password_lifetime')"
             ),
             "olaclick.environment= superuser,olaclick.password_lifetime=7776000s superuser"
+        );
+        assert_eq!(
+            one::<String>("SELECT current_setting('olaclick.tenant_scope')"),
+            "session"
         );
     }
 

@@ -1,0 +1,1 @@
+"""The Django app of tests/pooler/orm_django.py: olaclick's tables, unmanaged."""
