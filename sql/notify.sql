@@ -2,10 +2,12 @@
 -- olaclick.notify_queue_skip_threshold of the NOTIFY queue, a commit queues
 -- no notification and counts each one it would have sent here instead. A
 -- sequence, not a table: nextval is not rolled back and takes no row lock, so
--- writers counting at once neither wait for each other nor fail. Not
--- registered for pg_dump: a count of this server's past, not business data.
+-- writers counting at once neither wait for each other nor fail. Registered
+-- for pg_dump like every sequence olaclick creates (the contract): a restored
+-- database keeps its count, so the invalidator sees no skip that didn't happen.
 CREATE SEQUENCE notify_skipped_seq AS bigint;
 REVOKE ALL ON SEQUENCE notify_skipped_seq FROM PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('olaclick.notify_skipped_seq', '');
 
 -- How many cache notifications were skipped in all. olaclick-cache's
 -- invalidator polls it and flushes the cache when it moves; health() reports

@@ -27,6 +27,7 @@ CREATE TRIGGER restaurants_cache_notify
 -- A nearly full NOTIFY queue skips notifications and counts them (sql/notify.sql).
 CREATE SEQUENCE olaclick.notify_skipped_seq AS bigint;
 REVOKE ALL ON SEQUENCE olaclick.notify_skipped_seq FROM PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('olaclick.notify_skipped_seq', '');
 CREATE FUNCTION olaclick.notify_skipped() RETURNS bigint
     LANGUAGE sql STABLE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp

@@ -118,9 +118,10 @@ pub fn forget(relid: Oid) {
     });
     drop(forgotten);
     RELIDS.with(|relids| relids.borrow_mut().retain(|_, r| !all && *r != relid));
-    if all {
-        ORDER_STATUS.with(|t| t.set(Oid::INVALID));
-    }
+    // The enum is dropped and made again with its tables (DROP and CREATE
+    // EXTENSION): looked up again after any change of a table (a syscache
+    // lookup, cheap).
+    ORDER_STATUS.with(|t| t.set(Oid::INVALID));
 }
 
 fn olaclick_schema() -> Oid {

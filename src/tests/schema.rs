@@ -211,8 +211,8 @@ mod tests {
         assert_eq!(
             names,
             "olaclick.allow_drop,olaclick.audit_derived,olaclick.environment,olaclick.native_writes,\
-             olaclick.notify_channel,olaclick.password_lifetime,olaclick.restaurant_id,\
-             olaclick.tenant_scope,olaclick.user_id"
+             olaclick.notify_channel,olaclick.notify_queue_skip_threshold,olaclick.password_lifetime,\
+             olaclick.restaurant_id,olaclick.tenant_scope,olaclick.user_id"
         );
         assert_eq!(
             one::<String>("SELECT current_setting('olaclick.native_writes')"),
