@@ -133,9 +133,8 @@ fn load() -> (Oid, HashMap<String, Settings>) {
             Refusal::not_a_table(TABLE).raise();
         }
         let desc = (*rel).rd_att;
-        let natts = (*desc).natts as usize;
         let column = |name: &CStr, typ: Oid| {
-            let attrs = (*desc).attrs.as_slice(natts);
+            let attrs = crate::compat::attrs(desc);
             match attrs
                 .iter()
                 .position(|a| !a.attisdropped && CStr::from_ptr(a.attname.data.as_ptr()) == name)

@@ -7,6 +7,7 @@ use pgrx::prelude::*;
 
 mod audit;
 mod audit_settings;
+mod compat;
 mod drop_guard;
 mod error;
 mod gucs;

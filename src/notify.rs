@@ -148,7 +148,7 @@ unsafe fn watched_columns_changed(data: &pg_sys::TriggerData) -> bool {
     let trigger = &*data.tg_trigger;
     let tupdesc = (*data.tg_relation).rd_att;
     let natts = (*tupdesc).natts as usize;
-    let attrs = (*tupdesc).attrs.as_slice(natts);
+    let attrs = crate::compat::attrs(tupdesc);
     let all: Vec<i16> = (1..=natts as i16).collect();
     let watched: &[i16] = if trigger.tgnattr > 0 && !trigger.tgattr.is_null() {
         std::slice::from_raw_parts(trigger.tgattr, trigger.tgnattr as usize)

@@ -17,35 +17,12 @@ use std::cell::Cell;
 
 use pgrx::pg_sys;
 
-struct PoppedOnReturn;
-
-impl Drop for PoppedOnReturn {
-    fn drop(&mut self) {
-        if !std::thread::panicking() {
-            // SAFETY: pops the override `pinned` pushed, on success.
-            unsafe { pg_sys::PopOverrideSearchPath() };
-        }
-    }
-}
-
 /// Runs `f` with pg_catalog as the whole search path.
 ///
-/// An override search path, not the search_path setting: flipping the
-/// setting around every statement (what a SET clause does) cost about a third
-/// of a millisecond per order's life in bench/run, since each flip also makes
-/// PostgreSQL recompute the caller's path afterwards. The override touches
-/// neither. pg_temp is not searched at all: olaclick names every table.
+/// How depends on the PostgreSQL version (`compat::pin_search_path`).
+/// olaclick names every table, so where pg_temp comes doesn't matter.
 pub fn pinned<R>(f: impl FnOnce() -> R) -> R {
-    let mut path = pg_sys::OverrideSearchPath {
-        schemas: std::ptr::null_mut(),
-        addCatalog: true,
-        addTemp: false,
-        generation: 0,
-    };
-    // SAFETY: PushOverrideSearchPath copies `path`; the (sub)transaction abort
-    // pops an override left by an error.
-    unsafe { pg_sys::PushOverrideSearchPath(&mut path) };
-    let _pop = PoppedOnReturn;
+    let _pinned = crate::compat::pin_search_path();
     f()
 }
 

@@ -116,7 +116,7 @@ unsafe fn status_of(
     else {
         Refusal::column_missing("orders", "status").raise();
     };
-    let attr = (*tupdesc).attrs.as_slice((*tupdesc).natts as usize)[attno.get() - 1];
+    let attr = crate::compat::attrs(tupdesc)[attno.get() - 1];
     if attr.atttypid != crate::native::Type::OrderStatus.oid() {
         Refusal::column_type("orders", "status", "not olaclick.order_status").raise();
     }

@@ -61,23 +61,12 @@ pub fn init() {
 
 /// PostgreSQL's record of the setting `name` (defined by this library).
 fn record(name: &CStr) -> *mut pg_sys::config_generic {
-    // SAFETY: get_guc_variables() is PostgreSQL's array of
-    // GetNumConfigOptions() valid pointers to records with NUL-terminated
-    // names; read in the backend's only thread, nothing changes it meanwhile.
-    unsafe {
-        let vars = pg_sys::get_guc_variables();
-        let n = pg_sys::GetNumConfigOptions();
-        for i in 0..n as usize {
-            let var = *vars.add(i);
-            if CStr::from_ptr((*var).name) == name {
-                return var;
-            }
-        }
-    }
-    panic!(
-        "olaclick: setting {} is not defined",
-        name.to_string_lossy()
-    )
+    crate::compat::guc_record(name).unwrap_or_else(|| {
+        panic!(
+            "olaclick: setting {} is not defined",
+            name.to_string_lossy()
+        )
+    })
 }
 
 /// The setting's record: (was it changed in the open transaction, its source).

@@ -228,7 +228,7 @@ impl Native {
         nulls[id] = false;
         given[id] = true;
         for i in (0..natts).filter(|&i| !given[i]) {
-            let attr = (*desc).attrs.as_slice(natts)[i];
+            let attr = crate::compat::attrs(desc)[i];
             if attr.attisdropped {
                 continue;
             }

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use pgrx::pg_sys::{self, Oid};
-use pgrx::{PgBox, PgList};
+use pgrx::PgBox;
 
 use super::shape::{self, Shape};
 use super::Table;
@@ -99,17 +99,22 @@ unsafe fn planned(rel: pg_sys::Relation) -> Rc<Planned> {
         pg_sys::ALLOCSET_SMALL_MAXSIZE as _,
     );
     let old = pg_sys::MemoryContextSwitchTo(context);
-    // Every one, validated or not: PostgreSQL 15 enforces a NOT VALID
-    // constraint on the rows written after it was added.
+    // Every enforced one, validated or not: PostgreSQL enforces a NOT VALID
+    // constraint on the rows written after it was added. A NOT ENFORCED one
+    // (18) has no expression, as ExecRelCheck leaves it (ExecInitExpr of
+    // NULL is NULL, and a NULL entry is skipped).
     let checks = (0..ncheck)
         .map(|i| {
             let check = &*(*constr).check.add(i);
+            if !crate::compat::check_enforced(check) {
+                return std::ptr::null_mut();
+            }
             pg_sys::expression_planner(pg_sys::stringToNode(check.ccbin).cast())
         })
         .collect();
     let defaults = (0..natts)
         .map(|i| {
-            let attr = (*desc).attrs.as_slice(natts)[i];
+            let attr = crate::compat::attrs(desc)[i];
             let default = if attr.attisdropped {
                 std::ptr::null_mut()
             } else {
@@ -167,9 +172,7 @@ impl Executor {
         rte.relid = relid;
         rte.relkind = (*(*rel).rd_rel).relkind;
         rte.rellockmode = pg_sys::RowExclusiveLock as _;
-        let mut range_table = PgList::<pg_sys::RangeTblEntry>::new();
-        range_table.push(rte.into_pg());
-        pg_sys::ExecInitRangeTable(estate, range_table.into_pg());
+        crate::compat::init_range_table(estate, rte.into_pg());
         let rri =
             PgBox::<pg_sys::ResultRelInfo>::alloc_node(pg_sys::NodeTag::T_ResultRelInfo).into_pg();
         pg_sys::InitResultRelInfo(rri, rel, 1, std::ptr::null_mut(), 0);
@@ -187,7 +190,7 @@ impl Executor {
             for (i, check) in planned.checks.iter().enumerate() {
                 *exprs.add(i) = pg_sys::ExecInitExpr(*check, std::ptr::null_mut());
             }
-            (*rri).ri_ConstraintExprs = exprs;
+            crate::compat::set_check_exprs(rri, exprs);
             pg_sys::MemoryContextSwitchTo(old);
         }
         Some((

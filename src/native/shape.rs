@@ -201,12 +201,12 @@ unsafe fn decide(table: Table, rel: pg_sys::Relation) -> Option<Shape> {
         return None;
     }
     let desc = (*rel).rd_att;
-    let constr = (*desc).constr;
-    if !constr.is_null() && (*constr).has_generated_stored {
+    let attrs = crate::compat::attrs(desc);
+    // Generated columns, stored or (18) virtual: INSERT computes the one and
+    // expands the other inside CHECK constraints; the SQL path does both.
+    if attrs.iter().any(|a| !a.attisdropped && a.attgenerated != 0) {
         return None;
     }
-    let natts = (*desc).natts as usize;
-    let attrs = (*desc).attrs.as_slice(natts);
     let find = |name: &CStr| {
         attrs
             .iter()
@@ -239,7 +239,7 @@ unsafe fn decide(table: Table, rel: pg_sys::Relation) -> Option<Shape> {
             if attrs[id].attidentity == 0 {
                 return None;
             }
-            sequence = pg_sys::getIdentitySequence(form_oid(rel), id as i16 + 1, true);
+            sequence = crate::compat::identity_sequence(rel, id as i16 + 1);
             if sequence == Oid::INVALID {
                 return None;
             }
@@ -256,12 +256,6 @@ unsafe fn decide(table: Table, rel: pg_sys::Relation) -> Option<Shape> {
         sequence,
         id_index,
     })
-}
-
-/// # Safety
-/// `rel` is open.
-unsafe fn form_oid(rel: pg_sys::Relation) -> Oid {
-    (*rel).rd_id
 }
 
 /// The length coercion an assignment to a column of `typ(typmod)` applies:
@@ -342,7 +336,7 @@ pub unsafe fn scan_by_id(
         pg_sys::Oid::from(pg_sys::F_INT8EQ),
         Datum::from(order),
     );
-    let scan = pg_sys::index_beginscan(rel, index, snapshot, 1, 0);
+    let scan = crate::compat::index_beginscan(rel, index, snapshot, 1);
     // index_rescan copies the key into the scan.
     pg_sys::index_rescan(scan, &mut key, 1, std::ptr::null_mut(), 0);
     scan

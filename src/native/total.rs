@@ -126,13 +126,7 @@ pub fn add_to_total(
         *(*new).tts_isnull.add(total) = false;
         pg_sys::ExecStoreVirtualTuple(new);
         let mut epq: pg_sys::EPQState = std::mem::zeroed();
-        pg_sys::EvalPlanQualInit(
-            &mut epq,
-            estate,
-            std::ptr::null_mut(),
-            std::ptr::null_mut(),
-            -1,
-        );
+        crate::compat::epq_init(&mut epq, estate);
         (*estate).es_snapshot = pg_sys::GetActiveSnapshot();
         if replaced.is_some() && LAST_WRITTEN.get() == replaced {
             skip_key_checks(exec.rri, None);

@@ -140,7 +140,7 @@ impl TransitionRow {
         let i = self.index(name)?;
         // SAFETY: as above; the column's type is checked to be `T`'s.
         unsafe {
-            let attr = (*self.desc).attrs.as_slice((*self.desc).natts as usize)[i];
+            let attr = crate::compat::attrs(self.desc)[i];
             if !T::is_compatible_with(attr.atttypid) {
                 return None;
             }
@@ -166,7 +166,7 @@ impl TransitionRow {
     pub fn typed(&self, name: &CStr, typ: Oid) -> Result<Option<Datum>, ()> {
         let i = self.index(name).ok_or(())?;
         // SAFETY: `desc` is the relation's descriptor, valid for this call.
-        let attr = unsafe { (*self.desc).attrs.as_slice((*self.desc).natts as usize)[i] };
+        let attr = unsafe { crate::compat::attrs(self.desc)[i] };
         if attr.atttypid != typ {
             return Err(());
         }
@@ -185,7 +185,7 @@ impl TransitionRow {
         unsafe {
             let natts = (*self.desc).natts as usize;
             (0..natts).filter_map(move |i| {
-                let attr = &(*self.desc).attrs.as_slice(natts)[i];
+                let attr = &crate::compat::attrs(self.desc)[i];
                 if attr.attisdropped {
                     return None;
                 }

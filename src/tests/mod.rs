@@ -14,6 +14,7 @@ mod schema;
 mod security;
 mod tenancy;
 mod tenant_scope;
+mod versions;
 mod write_path;
 
 /// Runs `sql` in a subtransaction and returns `SQLSTATE: message` if it
