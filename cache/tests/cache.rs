@@ -1146,6 +1146,11 @@ async fn healthz_names_redis_while_it_is_down() {
     let mut env = Env::new("healthz").await;
     let addr = env.start_invalidator_with_metrics().await;
     assert_eq!(http_get(addr, "/healthz").await.0, 200);
+    // The first flush done before Redis goes: stopped in the middle of it,
+    // it is never counted, and the one after reconnecting would be the
+    // only one (start_invalidator waits for its generation bump, which
+    // comes first).
+    scrape_when(addr, "olaclick_cache_flushes_total", 1.0).await;
 
     env.redis.stop();
     let deadline = Instant::now() + Duration::from_secs(15);
