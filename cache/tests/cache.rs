@@ -73,31 +73,50 @@ async fn admin(db: &str) -> tokio_postgres::Client {
     client
 }
 
+/// The tests' statements on a client of their own (set-up and checks, not
+/// the client under test): a failure panics with the statement and the error.
+trait Sql {
+    /// Runs `sql` (one or more statements, no parameters).
+    async fn run(&self, sql: &str);
+    /// The first column of the one row `sql` returns.
+    async fn one<T: for<'a> tokio_postgres::types::FromSql<'a>>(&self, sql: &str) -> T;
+}
+
+impl Sql for tokio_postgres::Client {
+    async fn run(&self, sql: &str) {
+        if let Err(e) = self.batch_execute(sql).await {
+            panic!("{e:?}\n  for: {sql}");
+        }
+    }
+
+    async fn one<T: for<'a> tokio_postgres::types::FromSql<'a>>(&self, sql: &str) -> T {
+        match self.query_one(sql, &[]).await {
+            Ok(row) => row.get(0),
+            Err(e) => panic!("{e:?}\n  for: {sql}"),
+        }
+    }
+}
+
 /// Creates (if missing) a login role in `group` and sets its password.
 async fn login_role(admin: &tokio_postgres::Client, name: &str, group: &str, password: &str) {
     admin
-        .batch_execute(&format!(
+        .run(&format!(
             "DO $$ BEGIN
                IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{name}') THEN
                  CREATE ROLE {name} LOGIN IN ROLE {group};
                END IF;
              END $$"
         ))
-        .await
-        .unwrap();
+        .await;
     // Test constants: no quote to escape.
     assert!(!password.contains('\''));
     // Statement logging off first, in a statement of its own (a query string
     // is logged whole, before any of it runs): scripts/cluster logs DDL
     // (log_statement = 'mod'), and the password must not reach the log.
+    admin.run("SET log_statement = 'none'").await;
     admin
-        .batch_execute("SET log_statement = 'none'")
-        .await
-        .unwrap();
-    admin
-        .batch_execute(&format!("ALTER ROLE {name} PASSWORD '{password}'"))
-        .await
-        .unwrap();
+        .run(&format!("ALTER ROLE {name} PASSWORD '{password}'"))
+        .await;
 }
 
 /// The shared test role, made once per test run (roles are cluster-wide and
@@ -320,15 +339,11 @@ impl Env {
         let db = format!("olaclick_cache_{name}");
         let admin = admin("postgres").await;
         admin
-            .batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
-            .await
-            .unwrap();
-        admin
-            .batch_execute(&format!("CREATE DATABASE {db}"))
-            .await
-            .unwrap();
+            .run(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+            .await;
+        admin.run(&format!("CREATE DATABASE {db}")).await;
         let pg = self::admin(&db).await;
-        pg.batch_execute(
+        pg.run(
             "CREATE EXTENSION olaclick;
              INSERT INTO olaclick.restaurants (id, name) VALUES (1, 'R1'), (2, 'R2');
              INSERT INTO olaclick.branches (id, restaurant_id, name, address) VALUES (1, 1, 'b', 'a'), (2, 2, 'b', 'a');
@@ -336,9 +351,7 @@ impl Env {
              INSERT INTO olaclick.products (id, restaurant_id, name, price) VALUES (1, 1, 'p', 10), (2, 2, 'p', 10);
              INSERT INTO olaclick.orders (id, restaurant_id, client_id, branch_id) VALUES (1, 1, 1, 1), (2, 1, 1, 1), (3, 2, 2, 2);
              SELECT setval(pg_get_serial_sequence('olaclick.orders', 'id'), 100);",
-        )
-        .await
-        .unwrap();
+        ).await;
         // After CREATE EXTENSION: it creates the group role on a new cluster.
         ensure_test_role(&pg).await;
         Env {
@@ -433,16 +446,52 @@ impl Env {
         .await;
     }
 
+    /// Terminates the invalidator's PostgreSQL backend (its LISTEN
+    /// connection): there must be exactly one.
+    async fn terminate_invalidator_backend(&self) {
+        let terminated: i64 = self
+            .pg
+            .one(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+                 WHERE application_name = 'olaclick-cache-invalidate' AND datname = current_database()",
+            )
+            .await;
+        assert_eq!(terminated, 1, "the invalidator's backends");
+    }
+
+    /// Commits `sql` and waits until it invalidates `restaurant`'s list of
+    /// `status` orders.
+    async fn commit_invalidates(&self, sql: &str, restaurant: i64, status: &str) {
+        self.pg.run(sql).await;
+        self.wait_gone(restaurant, status).await;
+    }
+
+    /// Whether a session of the test role to `host` with the URL parameters
+    /// `params` is encrypted (per the server), or why it failed.
+    async fn ssl_with(&self, host: &str, params: &str) -> Result<bool, String> {
+        let url = pg_url(ROLE, ROLE_PASSWORD, host, &self.db, params);
+        ssl_in_use(&self.with_database_url(url)).await
+    }
+
+    /// Sends `order` (initiated, of `restaurant`) and waits until it
+    /// invalidates the restaurant's list of initiated orders.
+    async fn send_invalidates(&self, order: i64, restaurant: i64) {
+        let send = format!("UPDATE olaclick.orders SET status = 'sent' WHERE id = {order}");
+        self.commit_invalidates(&send, restaurant, "initiated")
+            .await;
+    }
+
     /// Caches restaurant 1's sent orders, then delivers order 1: the
     /// invalidator deletes the key.
     async fn a_commit_invalidates(&mut self) {
         self.get(1, "sent").await;
         assert!(self.cached(1, "sent").await.is_some());
-        self.pg
-            .batch_execute("UPDATE olaclick.orders SET status = 'delivered' WHERE id = 1")
-            .await
-            .unwrap();
-        self.wait_gone(1, "sent").await;
+        self.commit_invalidates(
+            "UPDATE olaclick.orders SET status = 'delivered' WHERE id = 1",
+            1,
+            "sent",
+        )
+        .await;
     }
 }
 
@@ -501,26 +550,17 @@ async fn a_commit_invalidates_and_a_rollback_does_not() {
     // a fence: once its key is gone, anything restaurant 1 got would have
     // arrived too.
     env.pg
-        .batch_execute("BEGIN; UPDATE olaclick.orders SET status = 'sent' WHERE id = 1; ROLLBACK;")
-        .await
-        .unwrap();
+        .run("BEGIN; UPDATE olaclick.orders SET status = 'sent' WHERE id = 1; ROLLBACK;")
+        .await;
     env.get(2, "initiated").await;
-    env.pg
-        .batch_execute("UPDATE olaclick.orders SET status = 'sent' WHERE id = 3")
-        .await
-        .unwrap();
-    env.wait_gone(2, "initiated").await;
+    env.send_invalidates(3, 2).await;
     assert!(
         env.cached(1, "initiated").await.is_some(),
         "a rolled-back change invalidated the cache"
     );
 
     env.get(1, "sent").await;
-    env.pg
-        .batch_execute("UPDATE olaclick.orders SET status = 'sent' WHERE id = 1")
-        .await
-        .unwrap();
-    env.wait_gone(1, "initiated").await;
+    env.send_invalidates(1, 1).await;
     env.wait_gone(1, "sent").await;
     let (json, source) = env.get(1, "sent").await;
     assert_eq!(source, Source::Database { stored: true });
@@ -542,9 +582,8 @@ async fn a_reader_that_raced_an_invalidation_installs_nothing() {
         .await
         .unwrap();
     env.pg
-        .batch_execute("UPDATE olaclick.orders SET status = 'sent' WHERE id = 2")
-        .await
-        .unwrap();
+        .run("UPDATE olaclick.orders SET status = 'sent' WHERE id = 2")
+        .await;
     eventually("the invalidation is handled", || async {
         let v: Option<i64> = redis::cmd("GET")
             .arg(version_key(1, "initiated"))
@@ -578,17 +617,7 @@ async fn the_invalidator_reconnects_after_its_backend_is_terminated() {
     env.start_invalidator().await;
     env.get(1, "initiated").await;
     let before = generation(&mut env.redis.con().await).await;
-    let terminated: i64 = env
-        .pg
-        .query_one(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
-             WHERE application_name = 'olaclick-cache-invalidate' AND datname = current_database()",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(terminated, 1);
+    env.terminate_invalidator_backend().await;
     // Reconnected: it flushed what it may have missed. The generation is
     // bumped before the keys are deleted, so the key's absence is waited for
     // too (asserting it right after the bump raced the deletion).
@@ -598,11 +627,7 @@ async fn the_invalidator_reconnects_after_its_backend_is_terminated() {
     .await;
     env.wait_gone(1, "initiated").await;
     env.get(1, "initiated").await;
-    env.pg
-        .batch_execute("UPDATE olaclick.orders SET status = 'sent' WHERE id = 1")
-        .await
-        .unwrap();
-    env.wait_gone(1, "initiated").await;
+    env.send_invalidates(1, 1).await;
 }
 
 #[tokio::test]
@@ -613,9 +638,8 @@ async fn the_invalidator_survives_a_redis_restart() {
     // A commit while Redis is away: it has nothing to invalidate, and the
     // flush on reconnection covers whatever a persistent Redis kept.
     env.pg
-        .batch_execute("UPDATE olaclick.orders SET status = 'sent' WHERE id = 1")
-        .await
-        .unwrap();
+        .run("UPDATE olaclick.orders SET status = 'sent' WHERE id = 1")
+        .await;
     env.redis.spawn();
     eventually("the invalidator reconnects to Redis", || async {
         generation(&mut env.redis.con().await).await > 0
@@ -713,13 +737,9 @@ async fn ssl_in_use(config: &Config) -> Result<bool, String> {
 #[tokio::test]
 async fn plain_tcp_is_refused_and_tls_modes_behave_as_in_libpq() {
     let env = Env::new("sslmodes").await;
-    let url = |host: &str, params: &str| pg_url(ROLE, ROLE_PASSWORD, host, &env.db, params);
-    let try_with = |url: String| {
-        let config = env.with_database_url(url);
-        async move { ssl_in_use(&config).await }
-    };
 
-    let refused = try_with(url("localhost", "sslmode=disable"))
+    let refused = env
+        .ssl_with("localhost", "sslmode=disable")
         .await
         .unwrap_err();
     assert!(
@@ -733,20 +753,17 @@ async fn plain_tcp_is_refused_and_tls_modes_behave_as_in_libpq() {
 
     // Encrypted without checking the certificate: require, and the default
     // (prefer), which the server answers with TLS.
-    assert_eq!(
-        try_with(url("localhost", "sslmode=require")).await,
-        Ok(true)
-    );
-    assert_eq!(try_with(url("localhost", "")).await, Ok(true));
+    assert_eq!(env.ssl_with("localhost", "sslmode=require").await, Ok(true));
+    assert_eq!(env.ssl_with("localhost", "").await, Ok(true));
     // Checked against the cluster's CA, by name; SCRAM with channel binding
     // (only SCRAM over TLS can do it) is accepted too.
-    assert_eq!(try_with(url("localhost", &verify_full())).await, Ok(true));
-    assert_eq!(try_with(url("127.0.0.1", &verify_full())).await, Ok(true));
+    assert_eq!(env.ssl_with("localhost", &verify_full()).await, Ok(true));
+    assert_eq!(env.ssl_with("127.0.0.1", &verify_full()).await, Ok(true));
     assert_eq!(
-        try_with(url(
+        env.ssl_with(
             "localhost",
             &format!("{}&channel_binding=require", verify_full())
-        ))
+        )
         .await,
         Ok(true)
     );
@@ -755,43 +772,34 @@ async fn plain_tcp_is_refused_and_tls_modes_behave_as_in_libpq() {
 #[tokio::test]
 async fn a_wrong_ca_or_host_name_is_refused_with_the_reason() {
     let env = Env::new("verify").await;
-    let url = |host: &str, params: &str| pg_url(ROLE, ROLE_PASSWORD, host, &env.db, params);
-    let try_with = |url: String| {
-        let config = env.with_database_url(url);
-        async move { ssl_in_use(&config).await }
-    };
     let other_ca = Pki::get().path("other-ca.crt");
 
-    let wrong_ca = try_with(url(
-        "localhost",
-        &format!("sslmode=verify-full&sslrootcert={}", other_ca.display()),
-    ))
-    .await
-    .unwrap_err();
-    assert!(
-        wrong_ca.contains("not signed by a trusted CA"),
-        "{wrong_ca}"
-    );
-    assert!(
-        !wrong_ca.contains(ROLE_PASSWORD) && !wrong_ca.contains(&enc(ROLE_PASSWORD)),
-        "{wrong_ca}"
-    );
-    // As in libpq, a root certificate makes require check the chain.
-    let wrong_ca = try_with(url(
-        "localhost",
-        &format!("sslmode=require&sslrootcert={}", other_ca.display()),
-    ))
-    .await
-    .unwrap_err();
-    assert!(
-        wrong_ca.contains("not signed by a trusted CA"),
-        "{wrong_ca}"
-    );
+    // A CA that did not sign the server's certificate: refused with the
+    // reason, and the password not in it. As in libpq, a root certificate
+    // makes require check the chain too.
+    for mode in ["verify-full", "require"] {
+        let wrong_ca = env
+            .ssl_with(
+                "localhost",
+                &format!("sslmode={mode}&sslrootcert={}", other_ca.display()),
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            wrong_ca.contains("not signed by a trusted CA"),
+            "{mode}: {wrong_ca}"
+        );
+        assert!(
+            !wrong_ca.contains(ROLE_PASSWORD) && !wrong_ca.contains(&enc(ROLE_PASSWORD)),
+            "{mode}: {wrong_ca}"
+        );
+    }
 
     // The right server under a name its certificate doesn't carry
     // (hostaddr: connect to 127.0.0.1, check the name given as host).
     let misnamed = format!("{}&hostaddr=127.0.0.1", verify_full());
-    let wrong_name = try_with(url("db.example.invalid", &misnamed))
+    let wrong_name = env
+        .ssl_with("db.example.invalid", &misnamed)
         .await
         .unwrap_err();
     assert!(
@@ -801,11 +809,12 @@ async fn a_wrong_ca_or_host_name_is_refused_with_the_reason() {
     // verify-ca checks the chain only.
     let chain_only = misnamed.replace("verify-full", "verify-ca");
     assert_eq!(
-        try_with(url("db.example.invalid", &chain_only)).await,
+        env.ssl_with("db.example.invalid", &chain_only).await,
         Ok(true)
     );
 
-    let no_ca = try_with(url("localhost", "sslmode=verify-full"))
+    let no_ca = env
+        .ssl_with("localhost", "sslmode=verify-full")
         .await
         .unwrap_err();
     assert!(no_ca.contains("needs sslrootcert"), "{no_ca}");
@@ -909,14 +918,10 @@ async fn a_rotated_password_is_picked_up_on_reconnection() {
         .env("DATABASE_URL_FILE", &secret);
     env.spawn_invalidator(command).await;
 
+    env.pg.run("SET log_statement = 'none'").await;
     env.pg
-        .batch_execute("SET log_statement = 'none'")
-        .await
-        .unwrap();
-    env.pg
-        .batch_execute(&format!("ALTER ROLE {role} PASSWORD 'second-Secret'"))
-        .await
-        .unwrap();
+        .run(&format!("ALTER ROLE {role} PASSWORD 'second-Secret'"))
+        .await;
     // Written whole, then renamed: a reader never sees half a file.
     std::fs::write(dir.join("new"), url("second-Secret")).unwrap();
     std::fs::rename(dir.join("new"), &secret).unwrap();
@@ -951,11 +956,7 @@ async fn a_rotated_password_is_picked_up_on_reconnection() {
 
     env.get(1, "initiated").await;
     assert!(env.cached(1, "initiated").await.is_some());
-    env.pg
-        .batch_execute("UPDATE olaclick.orders SET status = 'sent' WHERE id = 1")
-        .await
-        .unwrap();
-    env.wait_gone(1, "initiated").await;
+    env.send_invalidates(1, 1).await;
 
     // The old password is dead, and neither appeared in the log.
     let old = env.with_database_url(url("first-Secret"));
@@ -1048,6 +1049,31 @@ async fn scrape_until(
     }
 }
 
+/// Scrapes until `series` is `value`; returns that scrape.
+async fn scrape_when(addr: std::net::SocketAddr, series: &str, value: f64) -> String {
+    scrape_until(addr, &format!("{series} is {value}"), |t| {
+        sample(t, series) == value
+    })
+    .await
+}
+
+/// Scrapes until `series` is at least `value`; returns that scrape.
+async fn scrape_when_at_least(addr: std::net::SocketAddr, series: &str, value: f64) -> String {
+    scrape_until(addr, &format!("{series} is at least {value}"), |t| {
+        sample(t, series) >= value
+    })
+    .await
+}
+
+/// Asserts that each series has its value in the scrape `text`; a failure
+/// names the series and prints the scrape.
+#[track_caller]
+fn assert_samples(text: &str, expected: &[(&str, f64)]) {
+    for &(series, value) in expected {
+        assert_eq!(sample(text, series), value, "{series} in:\n{text}");
+    }
+}
+
 fn unix_now() -> f64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -1069,22 +1095,15 @@ async fn metrics_count_notifications_deletions_and_their_time() {
     );
     // The first flush is counted once it is done (the generation bump that
     // start_invalidator waited for comes first).
-    let before = scrape_until(addr, "the first flush is counted", |t| {
-        sample(t, "olaclick_cache_flushes_total") == 1.0
-    })
-    .await;
-    assert_eq!(sample(&before, "olaclick_cache_notifications_total"), 0.0);
-    assert_eq!(
-        sample(&before, "olaclick_cache_invalidation_seconds_count"),
-        0.0
-    );
-    assert_eq!(
-        sample(&before, "olaclick_cache_connected{target=\"postgres\"}"),
-        1.0
-    );
-    assert_eq!(
-        sample(&before, "olaclick_cache_connected{target=\"redis\"}"),
-        1.0
+    let before = scrape_when(addr, "olaclick_cache_flushes_total", 1.0).await;
+    assert_samples(
+        &before,
+        &[
+            ("olaclick_cache_notifications_total", 0.0),
+            ("olaclick_cache_invalidation_seconds_count", 0.0),
+            ("olaclick_cache_connected{target=\"postgres\"}", 1.0),
+            ("olaclick_cache_connected{target=\"redis\"}", 1.0),
+        ],
     );
     let deleted_before = sample(&before, "olaclick_cache_keys_deleted_total");
 
@@ -1092,17 +1111,10 @@ async fn metrics_count_notifications_deletions_and_their_time() {
     env.get(1, "initiated").await;
     env.get(1, "sent").await;
     let committed = unix_now();
-    env.pg
-        .batch_execute("UPDATE olaclick.orders SET status = 'sent' WHERE id = 1")
-        .await
-        .unwrap();
-    env.wait_gone(1, "initiated").await;
+    env.send_invalidates(1, 1).await;
     env.wait_gone(1, "sent").await;
-    let after = scrape_until(addr, "the invalidation is counted", |t| {
-        sample(t, "olaclick_cache_invalidation_seconds_count") == 1.0
-    })
-    .await;
-    assert_eq!(sample(&after, "olaclick_cache_notifications_total"), 1.0);
+    let after = scrape_when(addr, "olaclick_cache_invalidation_seconds_count", 1.0).await;
+    assert_samples(&after, &[("olaclick_cache_notifications_total", 1.0)]);
     assert_eq!(
         sample(&after, "olaclick_cache_keys_deleted_total") - deleted_before,
         2.0
@@ -1114,22 +1126,18 @@ async fn metrics_count_notifications_deletions_and_their_time() {
         last >= committed - 1.0 && last <= unix_now() + 1.0,
         "{last} vs {committed}"
     );
-    assert_eq!(sample(&after, "olaclick_cache_flushes_total"), 1.0);
+    assert_samples(&after, &[("olaclick_cache_flushes_total", 1.0)]);
 
     // A notification on the channel that is not olaclick's: counted and
     // reported as an error of its kind, nothing deleted.
-    env.pg
-        .batch_execute("NOTIFY olaclick_cache, 'hello'")
-        .await
-        .unwrap();
-    let after = scrape_until(addr, "the bad payload is counted", |t| {
-        sample(t, "olaclick_cache_errors_total{kind=\"payload\"}") == 1.0
-    })
-    .await;
-    assert_eq!(sample(&after, "olaclick_cache_notifications_total"), 2.0);
-    assert_eq!(
-        sample(&after, "olaclick_cache_invalidation_seconds_count"),
-        1.0
+    env.pg.run("NOTIFY olaclick_cache, 'hello'").await;
+    let after = scrape_when(addr, "olaclick_cache_errors_total{kind=\"payload\"}", 1.0).await;
+    assert_samples(
+        &after,
+        &[
+            ("olaclick_cache_notifications_total", 2.0),
+            ("olaclick_cache_invalidation_seconds_count", 1.0),
+        ],
     );
 }
 
@@ -1138,6 +1146,11 @@ async fn healthz_names_redis_while_it_is_down() {
     let mut env = Env::new("healthz").await;
     let addr = env.start_invalidator_with_metrics().await;
     assert_eq!(http_get(addr, "/healthz").await.0, 200);
+    // The first flush done before Redis goes: stopped in the middle of it,
+    // it is never counted, and the one after reconnecting would be the
+    // only one (start_invalidator waits for its generation bump, which
+    // comes first).
+    scrape_when(addr, "olaclick_cache_flushes_total", 1.0).await;
 
     env.redis.stop();
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -1160,21 +1173,19 @@ async fn healthz_names_redis_while_it_is_down() {
         "{body}"
     );
     let text = scrape(addr).await;
-    assert_eq!(
-        sample(&text, "olaclick_cache_connected{target=\"redis\"}"),
-        0.0
-    );
-    assert_eq!(
-        sample(&text, "olaclick_cache_connected{target=\"postgres\"}"),
-        1.0
+    assert_samples(
+        &text,
+        &[
+            ("olaclick_cache_connected{target=\"redis\"}", 0.0),
+            ("olaclick_cache_connected{target=\"postgres\"}", 1.0),
+        ],
     );
     assert!(sample(&text, "olaclick_cache_errors_total{kind=\"redis_command\"}") >= 1.0);
 
     // A commit while Redis is away is left to the flush on reconnection.
     env.pg
-        .batch_execute("UPDATE olaclick.orders SET status = 'sent' WHERE id = 1")
-        .await
-        .unwrap();
+        .run("UPDATE olaclick.orders SET status = 'sent' WHERE id = 1")
+        .await;
     env.redis.spawn();
     eventually("/healthz answers 200 again", || async {
         http_get(addr, "/healthz").await.0 == 200
@@ -1182,13 +1193,10 @@ async fn healthz_names_redis_while_it_is_down() {
     .await;
     // One reconnection and its flush; more only if a command went
     // unanswered on the way (a lost connection again, logged).
-    let text = scrape_until(addr, "the flush after reconnecting is counted", |t| {
-        sample(t, "olaclick_cache_flushes_total") >= 2.0
-    })
-    .await;
-    assert_eq!(
-        sample(&text, "olaclick_cache_connected{target=\"redis\"}"),
-        1.0
+    let text = scrape_when_at_least(addr, "olaclick_cache_flushes_total", 2.0).await;
+    assert_samples(
+        &text,
+        &[("olaclick_cache_connected{target=\"redis\"}", 1.0)],
     );
     assert!(
         sample(
@@ -1198,14 +1206,14 @@ async fn healthz_names_redis_while_it_is_down() {
         "{text}"
     );
     // The LISTEN connection was kept all along.
-    assert_eq!(
-        sample(
-            &text,
-            "olaclick_cache_reconnections_total{target=\"postgres\"}"
-        ),
-        0.0
+    assert_samples(
+        &text,
+        &[(
+            "olaclick_cache_reconnections_total{target=\"postgres\"}",
+            0.0,
+        )],
     );
-    assert_eq!(sample(&text, "olaclick_cache_notifications_total"), 1.0);
+    assert_samples(&text, &[("olaclick_cache_notifications_total", 1.0)]);
 
     env.a_commit_invalidates().await;
 }
@@ -1214,45 +1222,22 @@ async fn healthz_names_redis_while_it_is_down() {
 async fn a_lost_listen_connection_is_counted_and_redis_is_kept() {
     let mut env = Env::new("pgmetrics").await;
     let addr = env.start_invalidator_with_metrics().await;
-    scrape_until(addr, "the first flush is counted", |t| {
-        sample(t, "olaclick_cache_flushes_total") == 1.0
-    })
-    .await;
-    let terminated: i64 = env
-        .pg
-        .query_one(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
-             WHERE application_name = 'olaclick-cache-invalidate' AND datname = current_database()",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(terminated, 1);
-    let text = scrape_until(addr, "the flush after reconnecting is counted", |t| {
-        sample(t, "olaclick_cache_flushes_total") == 2.0
-    })
-    .await;
-    assert_eq!(
-        sample(
-            &text,
-            "olaclick_cache_reconnections_total{target=\"postgres\"}"
-        ),
-        1.0
-    );
-    assert_eq!(
-        sample(
-            &text,
-            "olaclick_cache_errors_total{kind=\"postgres_connection\"}"
-        ),
-        1.0
-    );
-    assert_eq!(
-        sample(
-            &text,
-            "olaclick_cache_reconnections_total{target=\"redis\"}"
-        ),
-        0.0
+    scrape_when(addr, "olaclick_cache_flushes_total", 1.0).await;
+    env.terminate_invalidator_backend().await;
+    let text = scrape_when(addr, "olaclick_cache_flushes_total", 2.0).await;
+    assert_samples(
+        &text,
+        &[
+            (
+                "olaclick_cache_reconnections_total{target=\"postgres\"}",
+                1.0,
+            ),
+            (
+                "olaclick_cache_errors_total{kind=\"postgres_connection\"}",
+                1.0,
+            ),
+            ("olaclick_cache_reconnections_total{target=\"redis\"}", 0.0),
+        ],
     );
     assert_eq!(http_get(addr, "/healthz").await.0, 200);
 }
@@ -1308,17 +1293,13 @@ async fn scrapes_never_hold_up_invalidation() {
         env.get(1, from).await;
         assert!(env.cached(1, from).await.is_some());
         env.pg
-            .batch_execute(&format!(
+            .run(&format!(
                 "UPDATE olaclick.orders SET status = '{to}' WHERE id = {id}"
             ))
-            .await
-            .unwrap();
+            .await;
         env.wait_gone(1, from).await;
     }
-    let text = scrape_until(addr, "the invalidations are counted", |t| {
-        sample(t, "olaclick_cache_invalidation_seconds_count") == 3.0
-    })
-    .await;
+    let text = scrape_when(addr, "olaclick_cache_invalidation_seconds_count", 3.0).await;
     // Each took well under a second from arrival to deletion.
     assert_eq!(
         sample(
@@ -1406,9 +1387,7 @@ fn a_taken_metrics_address_is_an_error_at_start() {
 
 #[test]
 fn help_documents_the_environment() {
-    let out = Command::new(BIN).arg("--help").output().unwrap();
-    let help = String::from_utf8_lossy(&out.stdout);
-    for var in [
+    let main: &[&str] = &[
         "DATABASE_URL",
         "DATABASE_URL_FILE",
         "REDIS_URL",
@@ -1420,24 +1399,26 @@ fn help_documents_the_environment() {
         "OLACLICK_NOTIFY_CHANNEL",
         "sslmode",
         "prefer-standby",
-    ] {
-        assert!(help.contains(var), "--help does not mention {var}:\n{help}");
-    }
-    let out = Command::new(BIN)
-        .args(["invalidate", "--help"])
-        .output()
-        .unwrap();
-    let help = String::from_utf8_lossy(&out.stdout);
-    for text in [
+    ];
+    let invalidate: &[&str] = &[
         "--metrics-addr",
         "OLACLICK_METRICS_ADDR",
         "/metrics",
         "/healthz",
+    ];
+    for (args, terms) in [
+        (&["--help"][..], main),
+        (&["invalidate", "--help"][..], invalidate),
     ] {
-        assert!(
-            help.contains(text),
-            "invalidate --help does not mention {text}:\n{help}"
-        );
+        let out = Command::new(BIN).args(args).output().unwrap();
+        let help = String::from_utf8_lossy(&out.stdout);
+        for term in terms {
+            assert!(
+                help.contains(term),
+                "{} does not mention {term}:\n{help}",
+                args.join(" ")
+            );
+        }
     }
 }
 
@@ -1461,15 +1442,11 @@ fn payloads_parse() {
 #[tokio::test]
 async fn the_statuses_are_the_catalog_enum() {
     let env = Env::new("statuses").await;
-    let row = env
+    let statuses: String = env
         .pg
-        .query_one(
-            "SELECT array_to_string(enum_range(NULL::olaclick.order_status), ',')",
-            &[],
-        )
-        .await
-        .unwrap();
-    assert_eq!(row.get::<_, String>(0), olaclick_cache::STATUSES.join(","));
+        .one("SELECT array_to_string(enum_range(NULL::olaclick.order_status), ',')")
+        .await;
+    assert_eq!(statuses, olaclick_cache::STATUSES.join(","));
 }
 
 /// A PostgreSQL that accepts connections and then says nothing (a node half
@@ -1493,17 +1470,19 @@ async fn a_server_that_never_answers_is_given_up_and_tried_again() {
         tokio::net::TcpStream::connect(addr).await.is_ok()
     })
     .await;
-    let text = scrape_until(addr, "a second attempt has timed out", |t| {
-        sample(t, "olaclick_cache_errors_total{kind=\"postgres_connect\"}") >= 2.0
-    })
+    // Until a second attempt has timed out (each one counts an error).
+    let text = scrape_when_at_least(
+        addr,
+        "olaclick_cache_errors_total{kind=\"postgres_connect\"}",
+        2.0,
+    )
     .await;
-    assert_eq!(
-        sample(&text, "olaclick_cache_connected{target=\"postgres\"}"),
-        0.0
-    );
-    assert_eq!(
-        sample(&text, "olaclick_cache_connected{target=\"redis\"}"),
-        1.0
+    assert_samples(
+        &text,
+        &[
+            ("olaclick_cache_connected{target=\"postgres\"}", 0.0),
+            ("olaclick_cache_connected{target=\"redis\"}", 1.0),
+        ],
     );
     let (status, _, body) = http_get(addr, "/healthz").await;
     assert_eq!(status, 503, "{body}");
@@ -1523,12 +1502,11 @@ async fn columns_read(pg: &tokio_postgres::Client, query: &str) -> Vec<(String, 
         .replace("$1::integer", "1::integer")
         .replace("$2::text", "'sent'::text");
     // Around the query, since a view's columns need distinct names.
-    pg.batch_execute(&format!(
+    pg.run(&format!(
         "DROP VIEW IF EXISTS pg_temp.cached_query;
          CREATE TEMP VIEW cached_query AS SELECT count(*) FROM ({query}) q"
     ))
-    .await
-    .unwrap();
+    .await;
     pg.query(
         "SELECT DISTINCT c.relname::text, a.attname::text
          FROM pg_rewrite r
@@ -1646,7 +1624,7 @@ async fn listener(
             }
         }
     });
-    client.batch_execute("LISTEN olaclick_cache").await.unwrap();
+    client.run("LISTEN olaclick_cache").await;
     (client, rx)
 }
 
@@ -1655,9 +1633,8 @@ async fn heard_until_fence(
     pg: &tokio_postgres::Client,
     heard: &mut tokio::sync::mpsc::UnboundedReceiver<String>,
 ) -> Vec<String> {
-    pg.batch_execute("UPDATE olaclick.orders SET created_at = created_at WHERE id = 3")
-        .await
-        .unwrap();
+    pg.run("UPDATE olaclick.orders SET created_at = created_at WHERE id = 3")
+        .await;
     let mut payloads = Vec::new();
     loop {
         let payload = tokio::time::timeout(Duration::from_secs(15), heard.recv())
@@ -1677,23 +1654,22 @@ async fn renaming_a_client_or_the_restaurant_invalidates_its_lists() {
     env.start_invalidator().await;
     let (_listening, mut heard) = listener(&env.db).await;
 
-    env.get(1, "initiated").await;
-    env.pg
-        .batch_execute("UPDATE olaclick.clients SET name = 'Ana María' WHERE id = 1")
-        .await
-        .unwrap();
-    env.wait_gone(1, "initiated").await;
-    let (json, _) = env.get(1, "initiated").await;
-    assert!(json.contains(r#""client":"Ana María""#), "{json}");
-
-    env.get(1, "initiated").await;
-    env.pg
-        .batch_execute("UPDATE olaclick.restaurants SET name = 'R1 bis' WHERE id = 1")
-        .await
-        .unwrap();
-    env.wait_gone(1, "initiated").await;
-    let (json, _) = env.get(1, "initiated").await;
-    assert!(json.contains(r#""restaurant":"R1 bis""#), "{json}");
+    // Each rename, and how the list shows it once read again.
+    for (rename, shown) in [
+        (
+            "UPDATE olaclick.clients SET name = 'Ana María' WHERE id = 1",
+            r#""client":"Ana María""#,
+        ),
+        (
+            "UPDATE olaclick.restaurants SET name = 'R1 bis' WHERE id = 1",
+            r#""restaurant":"R1 bis""#,
+        ),
+    ] {
+        env.get(1, "initiated").await;
+        env.commit_invalidates(rename, 1, "initiated").await;
+        let (json, _) = env.get(1, "initiated").await;
+        assert!(json.contains(shown), "{rename}: {json}");
+    }
     assert_eq!(
         heard_until_fence(&env.pg, &mut heard).await,
         vec![
@@ -1704,12 +1680,11 @@ async fn renaming_a_client_or_the_restaurant_invalidates_its_lists() {
 
     // Assigned its own value, or a column the list doesn't show: nothing.
     env.pg
-        .batch_execute(
+        .run(
             "UPDATE olaclick.clients SET name = name, phone = '555' WHERE id = 1;
              UPDATE olaclick.restaurants SET name = name WHERE id = 1",
         )
-        .await
-        .unwrap();
+        .await;
     assert_eq!(
         heard_until_fence(&env.pg, &mut heard).await,
         Vec::<String>::new()
@@ -1718,15 +1693,14 @@ async fn renaming_a_client_or_the_restaurant_invalidates_its_lists() {
 
     // A rename and order changes in one transaction: one notification.
     env.pg
-        .batch_execute(
+        .run(
             "BEGIN;
              UPDATE olaclick.clients SET name = 'Ana' WHERE id = 1;
              UPDATE olaclick.orders SET status = 'sent' WHERE id = 1;
              UPDATE olaclick.restaurants SET name = 'R1' WHERE id = 1;
              COMMIT;",
         )
-        .await
-        .unwrap();
+        .await;
     assert_eq!(
         heard_until_fence(&env.pg, &mut heard).await,
         vec![
@@ -1771,11 +1745,7 @@ async fn a_silent_host_costs_one_connect_timeout_then_the_next_is_tried() {
             Ok((client, connection)) => {
                 assert!(connects, "{attrs}: connected to the primary");
                 tokio::spawn(connection);
-                let port: i32 = client
-                    .query_one("SELECT inet_server_port()", &[])
-                    .await
-                    .unwrap()
-                    .get(0);
+                let port: i32 = client.one("SELECT inet_server_port()").await;
                 assert_eq!(port, pg_port() as i32, "{attrs}");
             }
             Err(e) => {
@@ -1788,6 +1758,18 @@ async fn a_silent_host_costs_one_connect_timeout_then_the_next_is_tried() {
             }
         }
     }
+}
+
+/// olaclick.notify_skipped(), and its line in olaclick.health() as "status
+/// value" (the value is the same counter).
+async fn skipped(pg: &tokio_postgres::Client) -> (i64, String) {
+    (
+        pg.one("SELECT olaclick.notify_skipped()").await,
+        pg.one(
+            "SELECT status || ' ' || value FROM olaclick.health() WHERE name = 'notify_skipped'",
+        )
+        .await,
+    )
 }
 
 /// With the NOTIFY queue held by a listener stuck in a transaction and past
@@ -1804,64 +1786,31 @@ async fn a_nearly_full_queue_skips_notifications_and_the_invalidator_flushes() {
     let stuck = admin(&env.db).await;
     // Separate statements: a LISTEN in the same query string as the BEGIN
     // would be part of the transaction, and not yet listening.
-    stuck
-        .batch_execute("LISTEN olaclick_test_stuck")
-        .await
-        .unwrap();
-    stuck.batch_execute("BEGIN; SELECT 1").await.unwrap();
-    env.pg
-        .batch_execute(
+    stuck.run("LISTEN olaclick_test_stuck").await;
+    stuck.run("BEGIN; SELECT 1").await;
+    env.pg.run(
             "SELECT count(pg_notify('olaclick_test_stuck', g || repeat('x', 7000))) FROM generate_series(1, 40) g",
-        )
-        .await
-        .unwrap();
-    let usage: f64 = env
-        .pg
-        .query_one("SELECT pg_notification_queue_usage()", &[])
-        .await
-        .unwrap()
-        .get(0);
+        ).await;
+    let usage: f64 = env.pg.one("SELECT pg_notification_queue_usage()").await;
     assert!(usage > 0.000001, "{usage}");
-    let count = |row: tokio_postgres::Row| row.get::<_, i64>(0);
-    let before = count(
-        env.pg
-            .query_one("SELECT olaclick.notify_skipped()", &[])
-            .await
-            .unwrap(),
-    );
+    let (before, _) = skipped(&env.pg).await;
 
     env.get(1, "initiated").await;
     env.get(2, "initiated").await;
     let generation_before = generation(&mut env.redis.con().await).await;
     // Two restaurants in one commit: two notifications skipped.
     env.pg
-        .batch_execute(
+        .run(
             "SET olaclick.notify_queue_skip_threshold = 0.000001;
              BEGIN;
              UPDATE olaclick.orders SET status = 'sent' WHERE id IN (1, 3);
              COMMIT;",
         )
-        .await
-        .unwrap();
+        .await;
     assert_eq!(
-        count(
-            env.pg
-                .query_one("SELECT olaclick.notify_skipped()", &[])
-                .await
-                .unwrap()
-        ),
-        before + 2
+        skipped(&env.pg).await,
+        (before + 2, format!("critical {}", before + 2))
     );
-    let health = env
-        .pg
-        .query_one(
-            "SELECT status || ' ' || value FROM olaclick.health() WHERE name = 'notify_skipped'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get::<_, String>(0);
-    assert_eq!(health, format!("critical {}", before + 2));
     // No notification went out, and the invalidator flushed.
     assert_eq!(heard.try_recv().ok(), None);
     eventually("the invalidator flushes", || async {
@@ -1874,39 +1823,23 @@ async fn a_nearly_full_queue_skips_notifications_and_the_invalidator_flushes() {
     assert!(!json.contains(r#""id":1,"#), "{json}");
 
     // Below the threshold again: notified as usual, nothing more skipped.
-    env.pg
-        .batch_execute(
-            "RESET olaclick.notify_queue_skip_threshold;
+    env.commit_invalidates(
+        "RESET olaclick.notify_queue_skip_threshold;
              UPDATE olaclick.orders SET status = 'sent' WHERE id = 2",
-        )
-        .await
-        .unwrap();
-    env.wait_gone(1, "initiated").await;
+        1,
+        "initiated",
+    )
+    .await;
     let payload = tokio::time::timeout(Duration::from_secs(15), heard.recv())
         .await
         .unwrap()
         .unwrap();
     assert!(payload.starts_with(r#"{"restaurant_id": 1,"#), "{payload}");
     assert_eq!(
-        count(
-            env.pg
-                .query_one("SELECT olaclick.notify_skipped()", &[])
-                .await
-                .unwrap()
-        ),
-        before + 2
+        skipped(&env.pg).await,
+        (before + 2, format!("ok {}", before + 2))
     );
-    let health = env
-        .pg
-        .query_one(
-            "SELECT status FROM olaclick.health() WHERE name = 'notify_skipped'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get::<_, String>(0);
-    assert_eq!(health, "ok");
-    stuck.batch_execute("ROLLBACK").await.unwrap();
+    stuck.run("ROLLBACK").await;
 }
 
 /// A list longer than max_orders is answered from PostgreSQL and not cached.
@@ -1956,11 +1889,7 @@ async fn the_redis_acl_is_least_privilege() {
     env.start_invalidator().await;
     env.get(1, "initiated").await;
     assert!(env.cached(1, "initiated").await.is_some());
-    env.pg
-        .batch_execute("UPDATE olaclick.orders SET status = 'sent' WHERE id = 1")
-        .await
-        .unwrap();
-    env.wait_gone(1, "initiated").await;
+    env.send_invalidates(1, 1).await;
     let mut user = olaclick_cache::redis(&env.config()).await.unwrap();
     for command in [
         redis::cmd("FLUSHALL"),

@@ -2,7 +2,7 @@
 //! tenant included, nothing for no-op updates, never a password hash.
 #[pgrx::pg_schema]
 mod tests {
-    use crate::tests::{assert_fails, assert_ok, one, tenant};
+    use crate::tests::{assert_fails, assert_ok, one, set_status, tenant};
     use pgrx::prelude::*;
 
     fn logged(filter: &str) -> i64 {
@@ -16,13 +16,8 @@ mod tests {
         let a = tenant("a");
         Spi::run(&format!("SET LOCAL olaclick.user_id = '{}'", a.user)).unwrap();
         let order = a.order();
-        assert_ok(&format!(
-            "INSERT INTO olaclick.order_details (order_id, product_id, quantity) VALUES ({order}, {}, 1)",
-            a.product
-        ));
-        assert_ok(&format!(
-            "UPDATE olaclick.orders SET status = 'sent' WHERE id = {order}"
-        ));
+        assert_ok(&a.line_sql(order, 1));
+        assert_ok(&set_status(order, "sent"));
         for (table, op, expected) in [
             ("restaurants", "INSERT", 1),
             ("users", "INSERT", 1),
@@ -168,13 +163,8 @@ mod tests {
         let a = tenant("a");
         Spi::run("SET LOCAL olaclick.audit_derived = on").unwrap();
         let order = a.order();
-        assert_ok(&format!(
-            "INSERT INTO olaclick.order_details (order_id, product_id, quantity) VALUES ({order}, {}, 1)",
-            a.product
-        ));
-        assert_ok(&format!(
-            "UPDATE olaclick.orders SET status = 'sent' WHERE id = {order}"
-        ));
+        assert_ok(&a.line_sql(order, 1));
+        assert_ok(&set_status(order, "sent"));
         let of_order = |table: &str, op: &str, key: &str| {
             logged(&format!(
                 "table_name = '{table}' AND op = '{op}' AND coalesce(new_row, old_row)->>'{key}' = '{order}'"
@@ -335,9 +325,7 @@ mod tests {
         let a = tenant("a");
         let order = a.order();
         Spi::run(&format!("SET LOCAL olaclick.user_id = '{}'", a.user)).unwrap();
-        assert_ok(&format!(
-            "UPDATE olaclick.orders SET status = 'sent' WHERE id = {order}"
-        ));
+        assert_ok(&set_status(order, "sent"));
         let who: String = one(&format!(
             "SELECT u.username FROM olaclick.audit_log a JOIN olaclick.users u ON u.id = a.actor_user_id
              WHERE a.table_name = 'orders' AND a.new_row->>'id' = '{order}' AND a.op = 'UPDATE'"

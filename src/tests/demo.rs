@@ -1,7 +1,7 @@
 //! The demo loader builds the seed's data set, consistent with every rule.
 #[pgrx::pg_schema]
 mod tests {
-    use crate::tests::{assert_fails, one};
+    use crate::tests::{assert_fails, one, rows};
     use pgrx::prelude::*;
 
     fn load() {
@@ -11,6 +11,12 @@ mod tests {
                products_per_restaurant => 6, orders => 1500, batch_size => 400)",
         )
         .unwrap();
+    }
+
+    /// Asserts that the count `sql` returns is 0; `what` names what it counts.
+    #[track_caller]
+    fn none(what: &str, sql: &str) {
+        assert_eq!(one::<i64>(sql), 0, "{what}");
     }
 
     #[pg_test]
@@ -40,48 +46,37 @@ mod tests {
     #[pg_test]
     fn totals_are_quantity_times_price() {
         load();
-        let wrong: i64 = one(
-            "SELECT count(*) FROM olaclick.orders o
-             WHERE o.total <> (SELECT sum(quantity * price) FROM olaclick.order_details d WHERE d.order_id = o.id)",
-        );
-        assert_eq!(wrong, 0);
+        none("orders whose total is not the sum of quantity x price of their lines", "SELECT count(*) FROM olaclick.orders o
+             WHERE o.total <> (SELECT sum(quantity * price) FROM olaclick.order_details d WHERE d.order_id = o.id)");
         let with_quantity: i64 =
             one("SELECT count(*) FROM olaclick.order_details WHERE quantity > 1");
         assert!(
             with_quantity > 0,
             "quantities vary, so the test above can tell quantity from no quantity"
         );
-        let wrong_price: i64 = one(
-            "SELECT count(*) FROM olaclick.order_details d JOIN olaclick.products p ON p.id = d.product_id
-             WHERE d.price <> p.price",
-        );
-        assert_eq!(wrong_price, 0, "lines carry the product's price");
+        none("lines whose price is not their product's", "SELECT count(*) FROM olaclick.order_details d JOIN olaclick.products p ON p.id = d.product_id
+             WHERE d.price <> p.price");
     }
 
     #[pg_test]
     fn history_matches_status_and_is_ordered_in_time() {
         load();
         // initiated: 1 row, sent: 2 rows, delivered: 3 rows, in the machine's order.
-        let wrong: i64 = one(
-            "SELECT count(*) FROM olaclick.orders o
+        none("orders whose history is not initiated, sent, delivered up to their status, in time order", "SELECT count(*) FROM olaclick.orders o
              WHERE (SELECT array_agg(h.status::text ORDER BY h.changed_at, h.status)
                     FROM olaclick.order_status_history h WHERE h.order_id = o.id)
-                <> (ARRAY['initiated', 'sent', 'delivered'])[1:array_position(enum_range(NULL::olaclick.order_status), o.status)]",
-        );
-        assert_eq!(wrong, 0);
+                <> (ARRAY['initiated', 'sent', 'delivered'])[1:array_position(enum_range(NULL::olaclick.order_status), o.status)]");
         let first_is_creation: i64 = one(
             "SELECT count(*) FROM olaclick.orders o JOIN olaclick.order_status_history h
                ON h.order_id = o.id AND h.status = 'initiated' AND h.changed_at = o.created_at",
         );
         assert_eq!(first_is_creation, 1500);
-        let future: i64 =
-            one("SELECT count(*) FROM olaclick.order_status_history WHERE changed_at > now()");
-        assert_eq!(future, 0);
-        let late: i64 = one(
-            "SELECT count(*) FROM olaclick.order_status_history h JOIN olaclick.orders o ON o.id = h.order_id
-             WHERE h.changed_at > o.created_at + interval '8 days'",
+        none(
+            "history rows in the future",
+            "SELECT count(*) FROM olaclick.order_status_history WHERE changed_at > now()",
         );
-        assert_eq!(late, 0);
+        none("history rows more than 8 days after their order was created", "SELECT count(*) FROM olaclick.order_status_history h JOIN olaclick.orders o ON o.id = h.order_id
+             WHERE h.changed_at > o.created_at + interval '8 days'");
     }
 
     #[pg_test]
@@ -93,10 +88,10 @@ mod tests {
             (0.40 + 0.60 * 7.0 / 30.0 - recent).abs() < 0.07,
             "recent share {recent}"
         );
-        let old: i64 = one(
+        none(
+            "orders older than 30 days",
             "SELECT count(*) FROM olaclick.orders WHERE created_at < now() - interval '30 days'",
         );
-        assert_eq!(old, 0);
         let sent_or_later: f64 =
             one("SELECT avg((status <> 'initiated')::int)::float8 FROM olaclick.orders");
         assert!(
@@ -115,8 +110,7 @@ mod tests {
     fn every_reference_stays_in_its_restaurant() {
         load();
         // Keys are not checked during the load, so check them here.
-        let crossed: i64 = one(
-            "SELECT (SELECT count(*) FROM olaclick.orders o JOIN olaclick.clients c ON c.id = o.client_id
+        none("rows that reference another restaurant's client, branch, product or order", "SELECT (SELECT count(*) FROM olaclick.orders o JOIN olaclick.clients c ON c.id = o.client_id
                      WHERE c.restaurant_id <> o.restaurant_id)
                   + (SELECT count(*) FROM olaclick.orders o JOIN olaclick.branches b ON b.id = o.branch_id
                      WHERE b.restaurant_id <> o.restaurant_id)
@@ -125,14 +119,9 @@ mod tests {
                   + (SELECT count(*) FROM olaclick.order_details d JOIN olaclick.orders o ON o.id = d.order_id
                      WHERE o.restaurant_id <> d.restaurant_id)
                   + (SELECT count(*) FROM olaclick.order_status_history h JOIN olaclick.orders o ON o.id = h.order_id
-                     WHERE o.restaurant_id <> h.restaurant_id)",
-        );
-        assert_eq!(crossed, 0);
-        let dangling: i64 = one(
-            "SELECT (SELECT count(*) FROM olaclick.orders o WHERE NOT EXISTS (SELECT 1 FROM olaclick.clients c WHERE c.id = o.client_id))
-                  + (SELECT count(*) FROM olaclick.order_details d WHERE NOT EXISTS (SELECT 1 FROM olaclick.orders o WHERE o.id = d.order_id))",
-        );
-        assert_eq!(dangling, 0);
+                     WHERE o.restaurant_id <> h.restaurant_id)");
+        none("orders without their client, lines without their order", "SELECT (SELECT count(*) FROM olaclick.orders o WHERE NOT EXISTS (SELECT 1 FROM olaclick.clients c WHERE c.id = o.client_id))
+                  + (SELECT count(*) FROM olaclick.order_details d WHERE NOT EXISTS (SELECT 1 FROM olaclick.orders o WHERE o.id = d.order_id))");
     }
 
     #[pg_test]
@@ -145,7 +134,7 @@ mod tests {
             "SELECT * FROM olaclick.load_demo(created_within => '1 day')",
             "22023",
         );
-        assert_eq!(one::<i64>("SELECT count(*) FROM olaclick.restaurants"), 0);
+        assert_eq!(rows("restaurants"), 0);
     }
 
     #[pg_test]

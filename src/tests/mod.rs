@@ -83,6 +83,46 @@ pub fn back_to_superuser() {
     Spi::run("RESET olaclick.restaurant_id").unwrap();
 }
 
+/// The UPDATE that moves `order` to `status`.
+pub fn set_status(order: i64, status: &str) -> String {
+    format!("UPDATE olaclick.orders SET status = '{status}' WHERE id = {order}")
+}
+
+/// `order`'s total, as text ('12.50').
+pub fn total(order: i64) -> String {
+    one(&format!(
+        "SELECT total::text FROM olaclick.orders WHERE id = {order}"
+    ))
+}
+
+/// `order`'s status, as text.
+pub fn status(order: i64) -> String {
+    one(&format!(
+        "SELECT status::text FROM olaclick.orders WHERE id = {order}"
+    ))
+}
+
+/// `order`'s history, its statuses in order ('initiated,sent'; '' for none).
+pub fn history(order: i64) -> String {
+    Spi::get_one::<String>(&format!(
+        "SELECT string_agg(status::text, ',' ORDER BY id) FROM olaclick.order_status_history WHERE order_id = {order}"
+    ))
+    .unwrap()
+    .unwrap_or_default()
+}
+
+/// How many lines `order` has.
+pub fn line_count(order: i64) -> i64 {
+    one(&format!(
+        "SELECT count(*) FROM olaclick.order_details WHERE order_id = {order}"
+    ))
+}
+
+/// How many rows olaclick's `table` has (that this role sees).
+pub fn rows(table: &str) -> i64 {
+    one(&format!("SELECT count(*) FROM olaclick.{table}"))
+}
+
 /// olaclick's business tables, from their one home (olaclick.business_tables()).
 pub fn business_tables() -> Vec<String> {
     one::<Vec<String>>("SELECT olaclick.business_tables()")
@@ -125,10 +165,24 @@ pub fn tenant(name: &str) -> Tenant {
 
 impl Tenant {
     pub fn order(&self) -> i64 {
-        one(&format!(
-            "INSERT INTO olaclick.orders (restaurant_id, client_id, branch_id) VALUES ({}, {}, {}) RETURNING id",
+        one(&format!("{} RETURNING id", self.order_sql()))
+    }
+
+    /// The INSERT of a new order of this tenant (its client and branch).
+    pub fn order_sql(&self) -> String {
+        format!(
+            "INSERT INTO olaclick.orders (restaurant_id, client_id, branch_id) VALUES ({}, {}, {})",
             self.restaurant, self.client, self.branch
-        ))
+        )
+    }
+
+    /// The INSERT of a line of `quantity` x this tenant's product into
+    /// `order`, at the product's price.
+    pub fn line_sql(&self, order: i64, quantity: i32) -> String {
+        format!(
+            "INSERT INTO olaclick.order_details (order_id, product_id, quantity) VALUES ({order}, {}, {quantity})",
+            self.product
+        )
     }
 
     /// Another product of this tenant, at `price` (SQL: '12.50', 'NULL'...).

@@ -5,7 +5,9 @@
 //! same result both ways.
 #[pgrx::pg_schema]
 mod tests {
-    use crate::tests::{act_as, assert_fails, assert_ok, back_to_superuser, one, tenant};
+    use crate::tests::{
+        act_as, assert_fails, assert_ok, back_to_superuser, line_count, one, rows, tenant, Tenant,
+    };
     use pgrx::prelude::*;
 
     fn native(on: bool) {
@@ -22,22 +24,32 @@ mod tests {
         )
     }
 
+    /// Runs `check` with native writes on, then off (the SQL path), each
+    /// time with a fresh tenant (`name` and the path) and a new order of it;
+    /// afterwards the order's total must be the sum of its lines. `check`
+    /// gets whether native writes are on, for its messages.
+    fn on_both_paths(name: &str, check: impl Fn(&Tenant, i64, bool)) {
+        for on in [true, false] {
+            native(on);
+            let t = tenant(&format!("{name}{on}"));
+            let order = t.order();
+            check(&t, order, on);
+            let (total, lines) = total_and_lines(order);
+            assert_eq!(total, lines, "native writes {on}");
+        }
+    }
+
     /// An upsert over an order's lines (some new, some existing), a MERGE
     /// with matched and not-matched rows, and writable CTEs touching one
     /// order twice: each writes the order's total twice in one command
     /// (XX000 "attempted to lock invisible tuple" before 0.4.0).
     #[pg_test]
     fn upserts_merges_and_writable_ctes_keep_totals() {
-        for on in [true, false] {
-            native(on);
-            let t = tenant(&format!("upsert{on}"));
+        on_both_paths("upsert", |t, o, on| {
+            let p1 = t.product;
             let p2 = t.new_product("2.00");
             let p3 = t.new_product("3.00");
-            let o = t.order();
-            let p1 = t.product;
-            assert_ok(&format!(
-                "INSERT INTO olaclick.order_details (order_id, product_id, quantity) VALUES ({o}, {p1}, 1)"
-            ));
+            assert_ok(&t.line_sql(o, 1));
             assert_ok(&format!(
                 "INSERT INTO olaclick.order_details AS d (order_id, product_id, quantity)
                  VALUES ({o}, {p1}, 2), ({o}, {p2}, 1)
@@ -57,17 +69,15 @@ mod tests {
                             WHERE order_id = {o} AND product_id = {p3} RETURNING 1)
                  SELECT count(*) FROM a, b"
             ));
-            let (total, lines) = total_and_lines(o);
-            assert_eq!(total, lines, "native writes {on}");
             // 4 x 12.50 + 5 x 2.00
             assert_eq!(
-                total,
+                total_and_lines(o).0,
                 AnyNumeric::try_from("60.00").unwrap(),
                 "native writes {on}"
             );
             let broken: i64 = one("SELECT count(*) FROM olaclick.check_consistency()");
             assert_eq!(broken, 0);
-        }
+        });
     }
 
     /// A line whose amount takes the total past numeric(14,2) fails with
@@ -75,12 +85,9 @@ mod tests {
     /// the total, and a dump of it could not be restored).
     #[pg_test]
     fn a_total_the_column_cannot_hold_is_refused() {
-        for on in [true, false] {
-            native(on);
-            let t = tenant(&format!("big{on}"));
+        on_both_paths("big", |t, o, on| {
             let dear = t.new_product("9999999999.99");
             let dearer = t.new_product("9999999999.99");
-            let o = t.order();
             // 599,999,999,999.40: numeric(14,2) holds it.
             assert_ok(&format!(
                 "INSERT INTO olaclick.order_details (order_id, product_id, quantity) VALUES ({o}, {dear}, 60)"
@@ -92,14 +99,13 @@ mod tests {
                 ),
                 "22003",
             );
-            assert!(message.contains("numeric field overflow"), "{message}");
-            let lines: i64 = one(&format!(
-                "SELECT count(*) FROM olaclick.order_details WHERE order_id = {o}"
-            ));
-            assert_eq!(lines, 1);
-            let (total, sum) = total_and_lines(o);
-            assert_eq!(total, sum);
-        }
+            assert!(
+                message.contains("numeric field overflow"),
+                "native writes {on}: {message}"
+            );
+            let lines = line_count(o);
+            assert_eq!(lines, 1, "native writes {on}");
+        });
     }
 
     /// A line for another tenant's order, hidden by row-level security, is
@@ -176,7 +182,7 @@ mod tests {
              SELECT {}, 'c' || i, 'c' || i || '@x.test', '{{\"a\": 1}}' FROM generate_series(1, 40) i",
             t.restaurant
         ));
-        let before: i64 = one("SELECT count(*) FROM olaclick.audit_log");
+        let before = rows("audit_log");
         let one_client: i32 = one(&format!(
             "SELECT min(id) FROM olaclick.clients WHERE restaurant_id = {} AND prefs IS NOT NULL",
             t.restaurant
@@ -188,13 +194,13 @@ mod tests {
             "UPDATE olaclick.clients SET prefs = prefs WHERE restaurant_id = {}",
             t.restaurant
         ));
-        let after: i64 = one("SELECT count(*) FROM olaclick.audit_log");
+        let after = rows("audit_log");
         assert_eq!(after, before);
         // A real change is logged by both paths.
         assert_ok(&format!(
             "UPDATE olaclick.clients SET prefs = '{{\"a\": 2}}' WHERE id = {one_client}"
         ));
-        let logged: i64 = one("SELECT count(*) FROM olaclick.audit_log");
+        let logged = rows("audit_log");
         assert_eq!(logged, before + 1);
     }
 
@@ -206,19 +212,9 @@ mod tests {
         let t = tenant("renamed");
         let o = t.order();
         assert_ok("ALTER TABLE olaclick.orders RENAME COLUMN total TO amount");
-        let line = format!(
-            "INSERT INTO olaclick.order_details (order_id, product_id, quantity) VALUES ({o}, {}, 1)",
-            t.product
-        );
-        let message = assert_fails(&line, "42703");
+        let message = assert_fails(&t.line_sql(o, 1), "42703");
         assert!(message.contains("total"), "{message}");
-        let message = assert_fails(
-            &format!(
-                "INSERT INTO olaclick.orders (restaurant_id, client_id, branch_id) VALUES ({}, {}, {})",
-                t.restaurant, t.client, t.branch
-            ),
-            "42703",
-        );
+        let message = assert_fails(&t.order_sql(), "42703");
         assert!(
             message.contains("olaclick.orders has no column total"),
             "{message}"

@@ -1,31 +1,15 @@
 //! The order guarantees of the contract, rule by rule, with their SQLSTATEs.
 #[pgrx::pg_schema]
 mod tests {
-    use crate::tests::{assert_fails, assert_ok, one, tenant};
+    use crate::tests::{
+        assert_fails, assert_ok, history, line_count, one, rows, set_status, status, tenant, total,
+    };
     use pgrx::prelude::*;
-
-    fn history(order: i64) -> String {
-        Spi::get_one::<String>(&format!(
-            "SELECT string_agg(status::text, ',' ORDER BY id) FROM olaclick.order_status_history WHERE order_id = {order}"
-        ))
-        .unwrap()
-        .unwrap_or_default()
-    }
-
-    fn total(order: i64) -> String {
-        one::<String>(&format!(
-            "SELECT total::text FROM olaclick.orders WHERE id = {order}"
-        ))
-    }
 
     fn sum_of_lines(order: i64) -> String {
         one::<String>(&format!(
             "SELECT coalesce(sum(quantity * price), 0)::numeric(14,2)::text FROM olaclick.order_details WHERE order_id = {order}"
         ))
-    }
-
-    fn set_status(order: i64, status: &str) -> String {
-        format!("UPDATE olaclick.orders SET status = '{status}' WHERE id = {order}")
     }
 
     // Rule 1
@@ -44,12 +28,7 @@ mod tests {
             "{message}"
         );
         let order = a.order();
-        assert_eq!(
-            one::<String>(&format!(
-                "SELECT status::text FROM olaclick.orders WHERE id = {order}"
-            )),
-            "initiated"
-        );
+        assert_eq!(status(order), "initiated");
     }
 
     // Rule 2
@@ -180,7 +159,7 @@ mod tests {
     fn a_different_total_cannot_be_written() {
         let a = tenant("a");
         let order = a.order();
-        assert_ok(&format!("INSERT INTO olaclick.order_details (order_id, product_id, quantity) VALUES ({order}, {}, 2)", a.product));
+        assert_ok(&a.line_sql(order, 2));
         let message = assert_fails(
             &format!("UPDATE olaclick.orders SET total = 1 WHERE id = {order}"),
             "23514",
@@ -202,16 +181,13 @@ mod tests {
         let a = tenant("a");
         let b = tenant("b");
         let order = a.order();
-        assert_ok(&format!("INSERT INTO olaclick.order_details (order_id, product_id, quantity) VALUES ({order}, {}, 4)", a.product));
+        assert_ok(&a.line_sql(order, 4));
         let price: String = one(&format!(
             "SELECT price::text FROM olaclick.order_details WHERE order_id = {order}"
         ));
         assert_eq!(price, "12.50");
         assert_eq!(total(order), "50.00");
-        let message = assert_fails(
-            &format!("INSERT INTO olaclick.order_details (order_id, product_id, quantity) VALUES ({order}, {}, 1)", b.product),
-            "23503",
-        );
+        let message = assert_fails(&b.line_sql(order, 1), "23503");
         assert!(
             message.contains("is not a product of restaurant"),
             "{message}"
@@ -224,7 +200,7 @@ mod tests {
         let a = tenant("a");
         let order = a.order();
         let p2 = a.new_product("1");
-        assert_ok(&format!("INSERT INTO olaclick.order_details (order_id, product_id, quantity) VALUES ({order}, {}, 1)", a.product));
+        assert_ok(&a.line_sql(order, 1));
         assert_ok(&set_status(order, "sent"));
         let message = assert_fails(
             &format!("INSERT INTO olaclick.order_details (order_id, product_id, quantity) VALUES ({order}, {p2}, 1)"),
@@ -249,12 +225,7 @@ mod tests {
         assert_ok(&set_status(order, "delivered"));
         assert_ok(&format!("DELETE FROM olaclick.orders WHERE id = {order}"));
         assert_eq!(history(order), "");
-        assert_eq!(
-            one::<i64>(&format!(
-                "SELECT count(*) FROM olaclick.order_details WHERE order_id = {order}"
-            )),
-            0
-        );
+        assert_eq!(line_count(order), 0);
     }
 
     // Rule 7
@@ -278,7 +249,7 @@ mod tests {
             "INSERT INTO olaclick.audit_log (table_name, op) VALUES ('t', 'TRUNCATE')",
             "42501",
         );
-        let logged: i64 = one("SELECT count(*) FROM olaclick.audit_log");
+        let logged = rows("audit_log");
         assert!(logged > 0, "the tenant and order above were logged");
         assert_fails("UPDATE olaclick.audit_log SET op = 'INSERT'", "42501");
         assert_fails("DELETE FROM olaclick.audit_log", "42501");
@@ -337,7 +308,7 @@ mod tests {
         assert!(failed.is_some_and(|e| e.contains("roll it back")));
         assert_eq!(history(order), "initiated");
         assert_eq!(total(order), "0.00");
-        assert_ok(&format!("INSERT INTO olaclick.order_details (order_id, product_id, quantity) VALUES ({order}, {}, 1)", a.product));
+        assert_ok(&a.line_sql(order, 1));
         assert_eq!(total(order), "12.50");
     }
 }

@@ -218,30 +218,20 @@ mod tests {
              olaclick.notify_channel,olaclick.notify_queue_skip_threshold,olaclick.password_lifetime,\
              olaclick.restaurant_id,olaclick.tenant_scope,olaclick.user_id"
         );
-        assert_eq!(
-            one::<String>("SELECT current_setting('olaclick.native_writes')"),
-            "on"
-        );
-        assert_eq!(
-            one::<String>("SELECT current_setting('olaclick.audit_derived')"),
-            "off"
-        );
-        assert_eq!(
-            one::<String>("SELECT current_setting('olaclick.notify_channel')"),
-            "olaclick_cache"
-        );
-        assert_eq!(
-            one::<String>("SELECT current_setting('olaclick.allow_drop')"),
-            "off"
-        );
-        assert_eq!(
-            one::<String>("SELECT current_setting('olaclick.user_id')"),
-            ""
-        );
-        assert_eq!(
-            one::<String>("SELECT current_setting('olaclick.restaurant_id')"),
-            ""
-        );
+        for (setting, default) in [
+            ("olaclick.native_writes", "on"),
+            ("olaclick.audit_derived", "off"),
+            ("olaclick.notify_channel", "olaclick_cache"),
+            ("olaclick.allow_drop", "off"),
+            ("olaclick.user_id", ""),
+            ("olaclick.restaurant_id", ""),
+        ] {
+            assert_eq!(
+                one::<String>(&format!("SELECT current_setting('{setting}')")),
+                default,
+                "{setting}"
+            );
+        }
         // Part 5 (docs/security.md): a policy, not a session's choice.
         assert_eq!(
             one::<String>(

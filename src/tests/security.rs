@@ -4,7 +4,8 @@
 #[pgrx::pg_schema]
 mod tests {
     use crate::tests::{
-        act_as, assert_fails, assert_ok, back_to_superuser, business_tables, one, tenant, Tenant,
+        act_as, assert_fails, assert_ok, back_to_superuser, business_tables, one, rows, set_status,
+        tenant, total, Tenant,
     };
     use pgrx::prelude::*;
 
@@ -24,10 +25,8 @@ mod tests {
         act_as("olaclick_app", Some(a.restaurant));
         assert_ok(&new_order(&a));
         let order: i64 = one("SELECT max(id) FROM olaclick.orders");
-        assert_ok(&format!("INSERT INTO olaclick.order_details (order_id, product_id, quantity) VALUES ({order}, {}, 2)", a.product));
-        assert_ok(&format!(
-            "UPDATE olaclick.orders SET status = 'sent' WHERE id = {order}"
-        ));
+        assert_ok(&a.line_sql(order, 2));
+        assert_ok(&set_status(order, "sent"));
         for table in &tables {
             let other: i64 = one(&format!(
                 "SELECT count(*) FROM olaclick.{table} WHERE {} <> {}",
@@ -46,12 +45,7 @@ mod tests {
         // Another tenant's product is invisible, so the line is refused as missing.
         assert_fails(&format!("INSERT INTO olaclick.order_details (order_id, product_id, quantity) VALUES ({}, {}, 1)", one::<i64>("SELECT max(id) FROM olaclick.orders"), b.product), "23503");
         back_to_superuser();
-        assert_eq!(
-            one::<String>(&format!(
-                "SELECT total::text FROM olaclick.orders WHERE id = {order}"
-            )),
-            "25.00"
-        );
+        assert_eq!(total(order), "25.00");
         let history: i64 = one(&format!("SELECT count(*) FROM olaclick.order_status_history WHERE order_id = {order} AND restaurant_id = {}", a.restaurant));
         assert_eq!(history, 2, "history written for the app, in its tenant");
         let audited: i64 = one(&format!("SELECT count(*) FROM olaclick.audit_log WHERE db_role = 'olaclick_app' AND restaurant_id = {}", a.restaurant));
@@ -101,7 +95,7 @@ mod tests {
         back_to_superuser();
 
         act_as("olaclick_readonly", Some(a.restaurant));
-        assert_eq!(one::<i64>("SELECT count(*) FROM olaclick.orders"), 1);
+        assert_eq!(rows("orders"), 1);
         assert_fails(&new_order(&a), "42501");
         assert_fails("SELECT count(*) FROM olaclick.audit_log", "42501");
         back_to_superuser();
@@ -110,7 +104,7 @@ mod tests {
         act_as("olaclick_auditor", None);
         let tenants: i64 = one("SELECT count(DISTINCT restaurant_id) FROM olaclick.audit_log");
         assert_eq!(tenants, 2, "the auditor reads every tenant's log");
-        assert!(one::<i64>("SELECT count(*) FROM olaclick.order_status_history") >= 2);
+        assert!(rows("order_status_history") >= 2);
         assert_fails("SELECT count(*) FROM olaclick.orders", "42501");
         assert_fails("DELETE FROM olaclick.audit_log", "42501");
         back_to_superuser();
@@ -142,21 +136,14 @@ mod tests {
         Spi::run("SET LOCAL search_path = public, pg_catalog").unwrap();
         assert_ok(&new_order(&a));
         let order: i64 = one("SELECT max(id) FROM olaclick.orders");
-        assert_ok(&format!("INSERT INTO olaclick.order_details (order_id, product_id, quantity) VALUES ({order}, {}, 2)", a.product));
+        assert_ok(&a.line_sql(order, 2));
         assert_ok(&format!(
             "UPDATE olaclick.order_details SET quantity = 3 WHERE order_id = {order}"
         ));
-        assert_ok(&format!(
-            "UPDATE olaclick.orders SET status = 'sent' WHERE id = {order}"
-        ));
+        assert_ok(&set_status(order, "sent"));
         back_to_superuser();
         Spi::run("SET LOCAL search_path = pg_catalog").unwrap();
-        assert_eq!(
-            one::<String>(&format!(
-                "SELECT total::text FROM olaclick.orders WHERE id = {order}"
-            )),
-            "37.50"
-        );
+        assert_eq!(total(order), "37.50");
         let history: String = one(&format!(
             "SELECT string_agg(status::text || ':' || (changed_at > pg_catalog.now() - interval '1 hour')::text, ',' ORDER BY id)
              FROM olaclick.order_status_history WHERE order_id = {order}"

@@ -3,7 +3,9 @@
 //! INSERT would: with PostgreSQL's SQLSTATE, leaving nothing half-written.
 #[pgrx::pg_schema]
 mod tests {
-    use crate::tests::{assert_fails, assert_ok, one, tenant, Tenant};
+    use crate::tests::{
+        assert_fails, assert_ok, history, one, rows, set_status, status, tenant, total, Tenant,
+    };
     use pgrx::prelude::*;
 
     /// A second product, client, and two orders of `t`.
@@ -270,23 +272,12 @@ mod tests {
         let a = tenant("a");
         let b = tenant("b");
         let order = a.order();
-        let audited: i64 = one("SELECT count(*) FROM olaclick.audit_log");
+        let audited = rows("audit_log");
         Spi::run(&format!("SET LOCAL olaclick.user_id = '{}'", b.user)).unwrap();
-        let message = assert_fails(
-            &format!("UPDATE olaclick.orders SET status = 'sent' WHERE id = {order}"),
-            "23503",
-        );
+        let message = assert_fails(&set_status(order, "sent"), "23503");
         assert!(message.contains("order_status_history"), "{message}");
-        assert_eq!(
-            one::<String>(&format!(
-                "SELECT status::text FROM olaclick.orders WHERE id = {order}"
-            )),
-            "initiated"
-        );
-        assert_eq!(
-            one::<i64>("SELECT count(*) FROM olaclick.audit_log"),
-            audited
-        );
+        assert_eq!(status(order), "initiated");
+        assert_eq!(rows("audit_log"), audited);
     }
 
     /// Columns olaclick doesn't know take their defaults, as INSERT gives
@@ -314,12 +305,9 @@ mod tests {
         );
         Spi::run("ALTER TABLE olaclick.order_status_history ALTER COLUMN note DROP DEFAULT")
             .unwrap();
-        assert_fails(
-            &format!("UPDATE olaclick.orders SET status = 'sent' WHERE id = {order}"),
-            "23502",
-        );
+        assert_fails(&set_status(order, "sent"), "23502");
         Spi::run("ALTER TABLE olaclick.audit_log ALTER COLUMN note DROP DEFAULT").unwrap();
-        let products: i64 = one("SELECT count(*) FROM olaclick.products");
+        let products = rows("products");
         assert_fails(
             &format!(
                 "INSERT INTO olaclick.products (restaurant_id, name, price) VALUES ({}, 'x', 1)",
@@ -327,10 +315,7 @@ mod tests {
             ),
             "23502",
         );
-        assert_eq!(
-            one::<i64>("SELECT count(*) FROM olaclick.products"),
-            products
-        );
+        assert_eq!(rows("products"), products);
     }
 
     /// A history row's key to its order is checked without SQL (the order is
@@ -342,8 +327,8 @@ mod tests {
     fn a_history_row_whose_order_the_statement_removed_fails_the_foreign_key() {
         let a = tenant("a");
         let order = a.order();
-        let orders: i64 = one("SELECT count(*) FROM olaclick.orders");
-        let history: i64 = one("SELECT count(*) FROM olaclick.order_status_history");
+        let orders = rows("orders");
+        let history = rows("order_status_history");
         Spi::run(
             "CREATE FUNCTION pg_temp.gone() RETURNS trigger LANGUAGE plpgsql AS
                $$ BEGIN DELETE FROM olaclick.orders WHERE id = NEW.id; RETURN NULL; END $$;
@@ -352,10 +337,7 @@ mod tests {
         )
         .unwrap();
         let expected = "insert or update on table \"order_status_history\" violates foreign key constraint \"order_status_history_restaurant_id_order_id_fkey\"";
-        let message = assert_fails(
-            &format!("UPDATE olaclick.orders SET status = 'sent' WHERE id = {order}"),
-            "23503",
-        );
+        let message = assert_fails(&set_status(order, "sent"), "23503");
         assert!(message.contains(expected), "{message}");
         let message = assert_fails(
             &format!(
@@ -366,18 +348,10 @@ mod tests {
         );
         assert!(message.contains(expected), "{message}");
         Spi::run("DROP TRIGGER gone ON olaclick.orders").unwrap();
-        assert_eq!(one::<i64>("SELECT count(*) FROM olaclick.orders"), orders);
-        assert_eq!(
-            one::<i64>("SELECT count(*) FROM olaclick.order_status_history"),
-            history
-        );
-        assert_ok(&format!(
-            "UPDATE olaclick.orders SET status = 'sent' WHERE id = {order}"
-        ));
-        assert_eq!(
-            one::<i64>("SELECT count(*) FROM olaclick.order_status_history"),
-            history + 1
-        );
+        assert_eq!(rows("orders"), orders);
+        assert_eq!(rows("order_status_history"), history);
+        assert_ok(&set_status(order, "sent"));
+        assert_eq!(rows("order_status_history"), history + 1);
     }
 
     /// A target's constraints are read and simplified once per backend and
@@ -396,7 +370,7 @@ mod tests {
         };
         assert_ok(&line(a.product));
         let second = a.new_product("12.50");
-        let send = format!("UPDATE olaclick.orders SET status = 'sent' WHERE id = {order}");
+        let send = set_status(order, "sent");
         let counts = || {
             one::<String>(&format!(
                 "SELECT (SELECT count(*) FROM olaclick.order_status_history WHERE order_id = {order})
@@ -433,23 +407,10 @@ mod tests {
         )
         .unwrap();
         assert_ok(&send);
-        let message = assert_fails(
-            &format!("UPDATE olaclick.orders SET status = 'delivered' WHERE id = {order}"),
-            "23514",
-        );
+        let message = assert_fails(&set_status(order, "delivered"), "23514");
         assert!(message.contains("t_no_delivered"), "{message}");
-        assert_eq!(
-            one::<String>(&format!(
-                "SELECT string_agg(status::text, ',' ORDER BY id) FROM olaclick.order_status_history WHERE order_id = {order}"
-            )),
-            "initiated,sent"
-        );
-        assert_eq!(
-            one::<String>(&format!(
-                "SELECT total::text FROM olaclick.orders WHERE id = {order}"
-            )),
-            "25.00"
-        );
+        assert_eq!(history(order), "initiated,sent");
+        assert_eq!(total(order), "25.00");
     }
 
     /// An audit id already taken (a sequence set back by hand) fails with
@@ -468,7 +429,7 @@ mod tests {
              SET LOCAL session_replication_role = origin"
         ))
         .unwrap();
-        let products: i64 = one("SELECT count(*) FROM olaclick.products");
+        let products = rows("products");
         let message = assert_fails(
             &format!(
                 "INSERT INTO olaclick.products (restaurant_id, name, price) VALUES ({}, 'x', 1)",
@@ -477,10 +438,7 @@ mod tests {
             "23505",
         );
         assert!(message.contains("audit_log"), "{message}");
-        assert_eq!(
-            one::<i64>("SELECT count(*) FROM olaclick.products"),
-            products
-        );
+        assert_eq!(rows("products"), products);
     }
 
     /// A line that gives its price takes its order's tenant from what this
@@ -523,16 +481,8 @@ mod tests {
         let a = tenant("a");
         Spi::run("ALTER TABLE olaclick.orders REPLICA IDENTITY FULL").unwrap();
         let order = a.order();
-        assert_ok(&format!(
-            "INSERT INTO olaclick.order_details (order_id, product_id, quantity) VALUES ({order}, {}, 3)",
-            a.product
-        ));
-        assert_eq!(
-            one::<String>(&format!(
-                "SELECT total::text FROM olaclick.orders WHERE id = {order}"
-            )),
-            "37.50"
-        );
+        assert_ok(&a.line_sql(order, 3));
+        assert_eq!(total(order), "37.50");
     }
 
     /// A statement over the lines of one order moves its total natively,
@@ -546,11 +496,6 @@ mod tests {
         let p = a.product;
         let (p2, p3) = (a.new_product("0.10"), a.new_product("2.00"));
         let lines = "olaclick.order_details";
-        let total = |o: i64| -> String {
-            one(&format!(
-                "SELECT total::text FROM olaclick.orders WHERE id = {o}"
-            ))
-        };
         let right = || {
             one::<i64>(
                 "SELECT count(*) FROM olaclick.orders o

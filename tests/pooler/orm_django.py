@@ -40,6 +40,7 @@ django.setup()
 
 from django.db import IntegrityError, connection, transaction  # noqa: E402
 
+from checks import Checks  # noqa: E402
 from shop.models import Line, Order  # noqa: E402
 
 
@@ -55,21 +56,17 @@ def as_tenant():
         yield
 
 
-def ok(what, cond):
-    if not cond:
-        print(f"not ok: django: {what}")
-        sys.exit(1)
-    print(f"ok: django: {what}")
+checks = Checks("django")
+ok = checks.ok
 
 
 def refused(what, sqlstate, action):
-    try:
+    """action(), in a transaction acting for the restaurant, refused with `sqlstate`."""
+    def write():
         with as_tenant():
             action()
-    except IntegrityError as e:
-        ok(f"{what}: IntegrityError {e.__cause__.sqlstate}", e.__cause__.sqlstate == sqlstate)
-        return
-    ok(f"{what}: refused", False)
+
+    checks.refused(what, sqlstate, write, IntegrityError, lambda e: e.__cause__.sqlstate)
 
 
 with as_tenant():

@@ -14,6 +14,8 @@ from sqlalchemy.dialects.postgresql import ENUM
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
+from checks import Checks
+
 url, tenant = sys.argv[1], int(sys.argv[2])
 
 
@@ -59,22 +61,18 @@ def set_tenant(session, transaction, connection):
     )
 
 
-def ok(what, cond):
-    if not cond:
-        print(f"not ok: sqlalchemy: {what}")
-        sys.exit(1)
-    print(f"ok: sqlalchemy: {what}")
+checks = Checks("sqlalchemy")
+ok = checks.ok
 
 
 def refused(what, sqlstate, action):
-    with Session(engine) as s:
-        try:
+    """action(session), committed in a session of its own, refused with `sqlstate`."""
+    def write():
+        with Session(engine) as s:
             action(s)
             s.commit()
-        except IntegrityError as e:
-            ok(f"{what}: IntegrityError {e.orig.sqlstate}", e.orig.sqlstate == sqlstate)
-            return
-    ok(f"{what}: refused", False)
+
+    checks.refused(what, sqlstate, write, IntegrityError, lambda e: e.orig.sqlstate)
 
 
 with Session(engine) as s:

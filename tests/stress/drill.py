@@ -239,35 +239,26 @@ class Drill:
             sql = f"SELECT FROM olaclick.orders WHERE id = {order} FOR NO KEY UPDATE; {sql}"
         return sql
 
-    def part_a(self, rounds, rng):
-        part = Part("a")
-        for _ in range(rounds):
-            order = self.new_order(self.before)
-            fresh = iter(self.products[self.before:])
-            sessions = [[self.line_change(rng, order, fresh, ("insert", "update", "delete"), (2, 1, 1))
-                         for _ in range(self.burst)]
-                        for _ in range(self.sessions)]
-            for outcomes in self.race(sessions):
-                for outcome in outcomes:
-                    part.record(outcome)
-            part.rounds += 1
-            problem = self.total_check(order)
-            if problem:
-                part.mismatches.append(problem)
-        return part
+    # What races the lines in each part: the kinds of line change (with their
+    # weights) and whether sends race them too.
+    PARTS = {"a": (("insert", "update", "delete"), (2, 1, 1), False),
+             "b": (("insert", "update"), (1, 1), True)}
 
-    def part_b(self, rounds, rng):
-        part = Part("b")
+    def part(self, name, rounds, rng):
+        """Part a or b (see the top of this file), `rounds` fresh orders."""
+        kinds, weights, sends = self.PARTS[name]
+        senders = self.senders if sends else 0
+        part = Part(name)
         for _ in range(rounds):
             order = self.new_order(self.before)
             fresh = iter(self.products[self.before:])
-            sessions = [[self.line_change(rng, order, fresh, ("insert", "update"), (1, 1))
+            sessions = [[self.line_change(rng, order, fresh, kinds, weights)
                          for _ in range(self.burst)]
-                        for _ in range(self.sessions - self.senders)]
+                        for _ in range(self.sessions - senders)]
             # Each send after a random pause of up to half a millisecond per
             # statement of a burst, so that it lands among the line changes,
             # not always first in line.
-            for _ in range(self.senders):
+            for _ in range(senders):
                 pause = rng.uniform(0, 0.0005 * self.burst)
                 sessions.append([f"SELECT pg_catalog.pg_sleep({pause:.6f}); "
                                  f"UPDATE olaclick.orders SET status = 'sent' WHERE id = {order}"])
@@ -275,28 +266,33 @@ class Drill:
             for session in outcomes:
                 for outcome in session:
                     part.record(outcome)
-            part.sends += sum(1 for session in outcomes[-self.senders:] if session[0] is None)
             part.rounds += 1
             problem = self.total_check(order)
             if problem:
                 part.mismatches.append(problem)
-            (status,) = one(self.su, "SELECT status::text FROM olaclick.orders WHERE id = %s", (order,))
-            if status == "sent":
-                part.orders_sent += 1
-            late = one(self.su, """
-                SELECT count(*), string_agg(format('product %%s committed %%s', d.product_id,
-                                                   pg_catalog.pg_xact_commit_timestamp(d.xmin)), ', '),
-                       (SELECT pg_catalog.pg_xact_commit_timestamp(h.xmin) FROM olaclick.order_status_history h
-                        WHERE h.order_id = %s AND h.status = 'sent')
-                FROM olaclick.order_details d
-                WHERE d.order_id = %s
-                  AND pg_catalog.pg_xact_commit_timestamp(d.xmin) > (
-                      SELECT pg_catalog.pg_xact_commit_timestamp(h.xmin) FROM olaclick.order_status_history h
-                      WHERE h.order_id = %s AND h.status = 'sent')""", (order, order, order))
-            if late[0]:
-                part.violations.append(f"order {order} sent at {late[2]}: {late[1]}")
+            if senders:
+                part.sends += sum(1 for session in outcomes[-senders:] if session[0] is None)
+                self.sent_check(part, order)
         return part
 
+    def sent_check(self, part, order):
+        """Part b's checks after a round: the order is sent (counted), and no
+        line was committed after the send (a violation each order)."""
+        (status,) = one(self.su, "SELECT status::text FROM olaclick.orders WHERE id = %s", (order,))
+        if status == "sent":
+            part.orders_sent += 1
+        late = one(self.su, """
+            SELECT count(*), string_agg(format('product %%s committed %%s', d.product_id,
+                                               pg_catalog.pg_xact_commit_timestamp(d.xmin)), ', '),
+                   (SELECT pg_catalog.pg_xact_commit_timestamp(h.xmin) FROM olaclick.order_status_history h
+                    WHERE h.order_id = %s AND h.status = 'sent')
+            FROM olaclick.order_details d
+            WHERE d.order_id = %s
+              AND pg_catalog.pg_xact_commit_timestamp(d.xmin) > (
+                  SELECT pg_catalog.pg_xact_commit_timestamp(h.xmin) FROM olaclick.order_status_history h
+                  WHERE h.order_id = %s AND h.status = 'sent')""", (order, order, order))
+        if late[0]:
+            part.violations.append(f"order {order} sent at {late[2]}: {late[1]}")
 
 def main():
     rounds = int(env("STRESS_ROUNDS"))
@@ -305,11 +301,11 @@ def main():
     print(f"stress: {rounds} rounds per part, {drill.sessions} sessions, seed {seed}, "
           f"restaurant {drill.restaurant}")
     with open(env("STRESS_RESULTS"), "w") as out:
-        for name, method in (("a", drill.part_a), ("b", drill.part_b)):
+        for name in Drill.PARTS:
             if name not in env("STRESS_PARTS"):
                 continue
             started = time.monotonic()
-            part = method(rounds, random.Random(f"{seed}-{name}"))
+            part = drill.part(name, rounds, random.Random(f"{seed}-{name}"))
             part.report(out)
             print(f"  ({time.monotonic() - started:.1f} s)")
             out.flush()
