@@ -14,7 +14,9 @@ mod schema;
 mod security;
 mod tenancy;
 mod tenant_scope;
-mod versions;
+// Table shapes only PostgreSQL 18 can make.
+#[cfg(feature = "pg18")]
+mod pg18;
 mod write_path;
 
 /// Runs `sql` in a subtransaction and returns `SQLSTATE: message` if it

@@ -1,14 +1,11 @@
-//! What a later PostgreSQL lets a DBA add to olaclick's tables, and the
-//! native path must treat as INSERT does (src/compat.rs has the version
-//! differences of the code itself). Each runs native on and off.
+//! What PostgreSQL 18 lets a DBA add to olaclick's tables and the native
+//! path must treat as INSERT does (src/compat.rs has the version differences
+//! of the code itself). Each runs native on and off.
 #[pgrx::pg_schema]
 mod tests {
-    #[allow(unused_imports)]
-    use crate::tests::{assert_fails, assert_ok, one, tenant};
-    #[allow(unused_imports)]
+    use crate::tests::{assert_fails, assert_ok, history, set_status, tenant};
     use pgrx::prelude::*;
 
-    #[allow(dead_code)]
     fn native(on: bool) {
         Spi::run(&format!("SET LOCAL olaclick.native_writes = {on}")).unwrap();
     }
@@ -16,7 +13,6 @@ mod tests {
     /// A NOT ENFORCED CHECK (PostgreSQL 18) that every row violates is not
     /// checked by INSERT, so not by the native appender either; an enforced
     /// one is.
-    #[cfg(feature = "pg18")]
     #[pg_test]
     fn a_check_not_enforced_is_not_checked() {
         assert_ok(
@@ -27,13 +23,8 @@ mod tests {
             native(on);
             let t = tenant(&format!("unenforced{on}"));
             let o = t.order();
-            assert_ok(&format!(
-                "UPDATE olaclick.orders SET status = 'sent' WHERE id = {o}"
-            ));
-            let rows: i64 = one(&format!(
-                "SELECT count(*) FROM olaclick.order_status_history WHERE order_id = {o}"
-            ));
-            assert_eq!(rows, 2, "native {on}: initiated and sent recorded");
+            assert_ok(&set_status(o, "sent"));
+            assert_eq!(history(o), "initiated,sent", "native {on}");
         }
         // The same CHECK enforced (NOT VALID: old rows aren't checked, new
         // ones are) refuses the order's first history row.
@@ -42,20 +33,13 @@ mod tests {
                ADD CONSTRAINT always CHECK (order_id < 0) NOT VALID",
         );
         let t = tenant("enforced");
-        assert_fails(
-            &format!(
-                "INSERT INTO olaclick.orders (restaurant_id, client_id, branch_id) VALUES ({}, {}, {})",
-                t.restaurant, t.client, t.branch
-            ),
-            "23514",
-        );
+        assert_fails(&t.order_sql(), "23514");
     }
 
     /// A virtual generated column (PostgreSQL 18) is computed when read and
     /// expanded inside CHECK constraints: a CHECK on one that every row
     /// violates refuses the history row both ways (the native path takes the
     /// SQL path for such a table rather than check it with the column NULL).
-    #[cfg(feature = "pg18")]
     #[pg_test]
     fn a_virtual_generated_column_is_checked_as_insert_checks_it() {
         assert_ok(
@@ -66,13 +50,7 @@ mod tests {
         for on in [true, false] {
             native(on);
             let t = tenant(&format!("virtual{on}"));
-            let message = assert_fails(
-                &format!(
-                    "INSERT INTO olaclick.orders (restaurant_id, client_id, branch_id) VALUES ({}, {}, {})",
-                    t.restaurant, t.client, t.branch
-                ),
-                "23514",
-            );
+            let message = assert_fails(&t.order_sql(), "23514");
             assert!(message.contains("positive"), "native {on}: {message}");
         }
     }
