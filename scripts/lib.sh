@@ -11,6 +11,19 @@ root=${OLACLICK_ROOT:-/var/tmp/olaclick}
 off=${OLACLICK_PORT_OFFSET:-0}
 bin=$(pg_config --bindir)
 
+# use_postgres MAJOR: what follows (pg_config, $bin, the servers started) is
+# that PostgreSQL: 15 is Debian 12's own (whichever pg_config is first on
+# PATH), 17 and 18 are the ones scripts/postgres builds into its cache.
+pg_cache=${OLACLICK_PG_CACHE:-/var/cache/olaclick/postgresql}
+use_postgres() {
+  if [ "$1" != 15 ]; then
+    local dir=$pg_cache/$1/usr/lib/postgresql/$1/bin
+    [ -x "$dir/pg_config" ] || { echo "PostgreSQL $1 is not built here: run scripts/postgres $1" >&2; return 1; }
+    PATH=$dir:$PATH
+  fi
+  bin=$(pg_config --bindir)
+}
+
 # Every port the scripts use, loopback only: one table, so none collide.
 port_demo=${OLACLICK_DEMO_PORT:-$((5499 + off))}         # scripts/demo
 port_isolation=${OLACLICK_TEST_PORT:-$((5498 + off))}    # isolation specs, cache tests, ops drill 1-2
