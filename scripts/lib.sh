@@ -45,6 +45,8 @@ port_passwords=$((5473 + off))                               # tests/passwords/r
 port_pooler_pg=$((5492 + off)) port_pooler=$((5491 + off))  # tests/pooler/run: cluster, PgBouncer
 port_demo_pooler=$((5476 + off))                         # scripts/demo's PgBouncer
 port_bench_pooler=$((5475 + off))                        # bench/pooler's PgBouncer (its cluster: port_bench)
+port_package=$((5460 + off))                             # tests/package/run (one version at a time)
+port_isolation_17=$((5458 + off)) port_isolation_18=$((5459 + off))  # tests/isolation/run on 17, 18 (OLACLICK_TEST_PORT)
 
 # As the postgres OS user, from /.
 as_pg() { (cd / && sudo -u postgres "$@"); }
