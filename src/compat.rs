@@ -151,6 +151,21 @@ pub unsafe fn index_beginscan(
     }
 }
 
+/// Lets an index release what its inserts kept, as ExecCloseIndices does:
+/// from PostgreSQL 17, BRIN keeps its range map's buffers pinned across
+/// the inserts of a statement (aminsertcleanup); left pinned, they leak to
+/// the end of the transaction ("resource was not closed"). Before 17
+/// nothing is kept.
+///
+/// # Safety
+/// `index` is open, `info` its IndexInfo from ExecOpenIndices.
+pub unsafe fn index_insert_cleanup(index: pg_sys::Relation, info: *mut pg_sys::IndexInfo) {
+    #[cfg(any(feature = "pg17", feature = "pg18"))]
+    pg_sys::index_insert_cleanup(index, info);
+    #[cfg(not(any(feature = "pg17", feature = "pg18")))]
+    let _ = (index, info);
+}
+
 /// PostgreSQL's record of the setting named `name`, if defined. PostgreSQL
 /// 16 (settings in a hash table) returns a palloc'd array
 /// and its length; the records themselves never move.

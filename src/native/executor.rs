@@ -229,10 +229,16 @@ impl Executor {
         // any UPDATE or DELETE targets (get_relation_info, same lock mode).
         let (descs, count) = ((*self.rri).ri_IndexRelationDescs, (*self.rri).ri_NumIndices);
         if !descs.is_null() && count > 0 {
-            // ExecOpenIndices filled `count` entries (NULL where an index
-            // was skipped).
-            for &index in std::slice::from_raw_parts(descs, count as usize) {
+            // ExecOpenIndices filled `count` entries of both arrays (NULL
+            // where an index was skipped).
+            let infos =
+                std::slice::from_raw_parts((*self.rri).ri_IndexRelationInfo, count as usize);
+            for (i, &index) in std::slice::from_raw_parts(descs, count as usize)
+                .iter()
+                .enumerate()
+            {
                 if !index.is_null() {
+                    crate::compat::index_insert_cleanup(index, infos[i]);
                     pg_sys::index_close(index, pg_sys::NoLock as _);
                 }
             }
