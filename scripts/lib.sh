@@ -46,7 +46,15 @@ port_pooler_pg=$((5492 + off)) port_pooler=$((5491 + off))  # tests/pooler/run: 
 port_demo_pooler=$((5476 + off))                         # scripts/demo's PgBouncer
 port_bench_pooler=$((5475 + off))                        # bench/pooler's PgBouncer (its cluster: port_bench)
 port_package=$((5460 + off))                             # tests/package/run (one version at a time)
-port_isolation_17=$((5458 + off)) port_isolation_18=$((5459 + off))  # tests/isolation/run on 17, 18 (OLACLICK_TEST_PORT)
+port_isolation_17=$((5458 + off)) port_isolation_18=$((5459 + off))  # isolation_cluster 17, 18 (tests/isolation/run, tests/ops/run)
+
+# isolation_cluster MAJOR: "NAME PORT" of that PostgreSQL's isolation cluster
+# (tests/isolation/run, tests/ops/run 1-2); a data directory belongs to one
+# major, so 17 and 18 have their own.
+isolation_cluster() {
+  if [ "$1" = 15 ]; then echo "isolation $port_isolation"
+  else local port=port_isolation_$1; echo "isolation-pg$1 ${!port}"; fi
+}
 
 # As the postgres OS user, from /.
 as_pg() { (cd / && sudo -u postgres "$@"); }

@@ -53,12 +53,11 @@ pub unsafe fn check_enforced(check: &pg_sys::ConstrCheck) -> bool {
 
 /// Sets the compiled CHECK expressions ExecConstraints uses (renamed
 /// `ri_CheckConstraintExprs` in PostgreSQL 18, when NOT NULL constraints
-/// got expressions of their own).
+/// got expressions of their own). An entry is NULL for a constraint not
+/// enforced, as ExecRelCheck leaves it.
 ///
 /// # Safety
-/// `rri` is a valid ResultRelInfo; `exprs` has one entry per CHECK
-/// constraint of its relation (NULL for one not enforced), in the query's
-/// memory.
+/// `rri` valid; `exprs`: one entry per CHECK of its relation, in query memory.
 pub unsafe fn set_check_exprs(rri: *mut pg_sys::ResultRelInfo, exprs: *mut *mut pg_sys::ExprState) {
     #[cfg(feature = "pg18")]
     {
@@ -82,16 +81,13 @@ pub unsafe fn init_range_table(estate: *mut pg_sys::EState, rte: *mut pg_sys::Ra
     let range_table = pg_sys::lappend(std::ptr::null_mut(), rte.cast());
     #[cfg(feature = "pg15")]
     pg_sys::ExecInitRangeTable(estate, range_table);
-    #[cfg(any(feature = "pg16", feature = "pg17"))]
+    #[cfg(not(feature = "pg15"))]
     {
         let mut perminfos = std::ptr::null_mut();
         pg_sys::addRTEPermissionInfo(&mut perminfos, rte);
+        #[cfg(any(feature = "pg16", feature = "pg17"))]
         pg_sys::ExecInitRangeTable(estate, range_table, perminfos);
-    }
-    #[cfg(feature = "pg18")]
-    {
-        let mut perminfos = std::ptr::null_mut();
-        pg_sys::addRTEPermissionInfo(&mut perminfos, rte);
+        #[cfg(feature = "pg18")]
         pg_sys::ExecInitRangeTable(
             estate,
             range_table,

@@ -70,6 +70,12 @@ pub fn one<T: pgrx::IntoDatum + pgrx::FromDatum>(sql: &str) -> T {
         .unwrap_or_else(|| panic!("NULL from {sql}"))
 }
 
+/// Native writes on, or off (the SQL path), for the rest of the test's
+/// transaction (`olaclick.native_writes`, a setting for tests).
+pub fn native_writes(on: bool) {
+    Spi::run(&format!("SET LOCAL olaclick.native_writes = {on}")).unwrap();
+}
+
 /// Acts as `role` for the rest of the test's transaction, for `restaurant`
 /// (row-level security) or for no tenant.
 pub fn act_as(role: &str, restaurant: Option<i32>) {

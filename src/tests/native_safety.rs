@@ -6,13 +6,10 @@
 #[pgrx::pg_schema]
 mod tests {
     use crate::tests::{
-        act_as, assert_fails, assert_ok, back_to_superuser, line_count, one, rows, tenant, Tenant,
+        act_as, assert_fails, assert_ok, back_to_superuser, line_count, native_writes, one, rows,
+        tenant, Tenant,
     };
     use pgrx::prelude::*;
-
-    fn native(on: bool) {
-        Spi::run(&format!("SET LOCAL olaclick.native_writes = {on}")).unwrap();
-    }
 
     /// `total` and the sum of the lines of `order`.
     fn total_and_lines(order: i64) -> (AnyNumeric, AnyNumeric) {
@@ -30,7 +27,7 @@ mod tests {
     /// gets whether native writes are on, for its messages.
     fn on_both_paths(name: &str, check: impl Fn(&Tenant, i64, bool)) {
         for on in [true, false] {
-            native(on);
+            native_writes(on);
             let t = tenant(&format!("{name}{on}"));
             let order = t.order();
             check(&t, order, on);

@@ -3,12 +3,8 @@
 //! of the code itself). Each runs native on and off.
 #[pgrx::pg_schema]
 mod tests {
-    use crate::tests::{assert_fails, assert_ok, history, set_status, tenant};
+    use crate::tests::{assert_fails, assert_ok, history, native_writes, set_status, tenant};
     use pgrx::prelude::*;
-
-    fn native(on: bool) {
-        Spi::run(&format!("SET LOCAL olaclick.native_writes = {on}")).unwrap();
-    }
 
     /// A NOT ENFORCED CHECK (PostgreSQL 18) that every row violates is not
     /// checked by INSERT, so not by the native appender either; an enforced
@@ -20,7 +16,7 @@ mod tests {
                ADD CONSTRAINT never CHECK (order_id < 0) NOT ENFORCED",
         );
         for on in [true, false] {
-            native(on);
+            native_writes(on);
             let t = tenant(&format!("unenforced{on}"));
             let o = t.order();
             assert_ok(&set_status(o, "sent"));
@@ -48,7 +44,7 @@ mod tests {
                ADD CONSTRAINT positive CHECK (negated > 0)",
         );
         for on in [true, false] {
-            native(on);
+            native_writes(on);
             let t = tenant(&format!("virtual{on}"));
             let message = assert_fails(&t.order_sql(), "23514");
             assert!(message.contains("positive"), "native {on}: {message}");
