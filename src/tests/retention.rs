@@ -20,7 +20,11 @@ mod tests {
     fn steps(since: &str) -> Vec<String> {
         Spi::connect(|client| {
             client
-                .select(&format!("SELECT m FROM olaclick.maintain({since}) m"), None, &[])?
+                .select(
+                    &format!("SELECT m FROM olaclick.maintain({since}) m"),
+                    None,
+                    &[],
+                )?
                 .map(|row| row.get::<String>(1).map(Option::unwrap_or_default))
                 .collect::<Result<Vec<_>, _>>()
         })
@@ -36,8 +40,15 @@ mod tests {
     fn maintain_makes_this_month_and_the_next_three_once() {
         let made = steps("");
         assert_eq!(made.len(), 4, "{made:?}");
-        assert!(made[0].starts_with(&format!("created {}", this_month())), "{made:?}");
-        assert_eq!(steps(""), Vec::<String>::new(), "a second run has nothing to do");
+        assert!(
+            made[0].starts_with(&format!("created {}", this_month())),
+            "{made:?}"
+        );
+        assert_eq!(
+            steps(""),
+            Vec::<String>::new(),
+            "a second run has nothing to do"
+        );
         assert_eq!(
             one::<i64>("SELECT count(*) FROM olaclick.audit_partitions WHERE NOT is_default"),
             4
@@ -70,12 +81,14 @@ mod tests {
         )
         .unwrap();
         let old = last_audit_id();
-        let health = "SELECT status || ':' || value FROM olaclick.health() WHERE name = 'audit_partitions'";
+        let health =
+            "SELECT status || ':' || value FROM olaclick.health() WHERE name = 'audit_partitions'";
         assert!(one::<String>(health).starts_with("warning:"));
         let made = steps("");
         assert!(
-            made.iter().any(|m| m.starts_with("created olaclick.audit_log_2020_01 ")
-                && m.ends_with("moving 1 rows into it from olaclick.audit_log_default")),
+            made.iter()
+                .any(|m| m.starts_with("created olaclick.audit_log_2020_01 ")
+                    && m.ends_with("moving 1 rows into it from olaclick.audit_log_default")),
             "{made:?}"
         );
         assert_eq!(partition_of(row), this_month());
@@ -105,13 +118,21 @@ mod tests {
         )
         .unwrap();
         // Mid-February: January goes, February (partly older) stays whole.
-        assert_eq!(one::<i64>("SELECT olaclick.audit_purge('2026-02-15+00')"), 2);
+        assert_eq!(
+            one::<i64>("SELECT olaclick.audit_purge('2026-02-15+00')"),
+            2
+        );
         assert_eq!(
             one::<i64>("SELECT count(*) FROM olaclick.audit_log WHERE at < '2026-03-01+00'"),
             1
         );
-        assert!(!one::<bool>("SELECT to_regclass('olaclick.audit_log_2026_01') IS NOT NULL"));
-        assert_eq!(one::<i64>("SELECT olaclick.audit_purge('2026-02-15+00')"), 0);
+        assert!(!one::<bool>(
+            "SELECT to_regclass('olaclick.audit_log_2026_01') IS NOT NULL"
+        ));
+        assert_eq!(
+            one::<i64>("SELECT olaclick.audit_purge('2026-02-15+00')"),
+            0
+        );
         // Into an archive schema: detached and moved, the caller's, readable,
         // no longer guarded.
         Spi::run(
@@ -122,7 +143,10 @@ mod tests {
         )
         .unwrap();
         Spi::run("SET LOCAL ROLE olaclick_test_keeper").unwrap();
-        assert_fails("SELECT olaclick.audit_purge('2026-03-01+00', 'audit_archive')", "42501");
+        assert_fails(
+            "SELECT olaclick.audit_purge('2026-03-01+00', 'audit_archive')",
+            "42501",
+        );
         Spi::run("RESET ROLE; GRANT CREATE, USAGE ON SCHEMA audit_archive TO olaclick_test_keeper")
             .unwrap();
         Spi::run("SET LOCAL ROLE olaclick_test_keeper").unwrap();
@@ -130,7 +154,10 @@ mod tests {
             one::<i64>("SELECT olaclick.audit_purge('2026-03-01+00', 'audit_archive')"),
             1
         );
-        assert_eq!(one::<i64>("SELECT count(*) FROM audit_archive.audit_log_2026_02"), 1);
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM audit_archive.audit_log_2026_02"),
+            1
+        );
         assert_ok("DELETE FROM audit_archive.audit_log_2026_02");
         assert_ok("DROP TABLE audit_archive.audit_log_2026_02");
         back_to_superuser();
