@@ -229,13 +229,9 @@ impl Native {
                 nulls[at] = false;
             }
         }
+        // `id` is drawn once the row's partition is known to be written
+        // here: a row the SQL path writes draws its own, as it would alone.
         let id = self.shape.id;
-        row[id] = pgrx::direct_function_call_as_datum(
-            pg_sys::nextval_oid,
-            &[self.shape.sequence.into_datum()],
-        )
-        .unwrap_or_else(|| Datum::from(0));
-        nulls[id] = false;
         given[id] = true;
         for i in (0..natts).filter(|&i| !given[i]) {
             let attr = crate::compat::attrs(desc)[i];
@@ -248,6 +244,13 @@ impl Native {
         }
         pg_sys::ExecStoreVirtualTuple(slot);
         let target = self.exec.target(slot)?;
+        // A virtual slot's arrays are its row: set in place.
+        row[id] = pgrx::direct_function_call_as_datum(
+            pg_sys::nextval_oid,
+            &[self.shape.sequence.into_datum()],
+        )
+        .unwrap_or_else(|| Datum::from(0));
+        nulls[id] = false;
         pg_sys::AfterTriggerBeginQuery();
         pg_sys::ExecSimpleRelationInsert(target, estate, slot);
         pg_sys::AfterTriggerEndQuery(estate);
