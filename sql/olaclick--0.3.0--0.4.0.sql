@@ -558,6 +558,8 @@ CREATE POLICY tenant ON audit_log TO olaclick_app, olaclick_readonly
     WITH CHECK (restaurant_id = (SELECT olaclick.current_restaurant()));
 CREATE POLICY auditor ON audit_log TO olaclick_auditor USING (true);
 GRANT SELECT ON audit_log TO olaclick_auditor;
+REVOKE ALL ON audit_log_default FROM PUBLIC;
+REVOKE ALL ON SEQUENCE audit_log_id_seq FROM PUBLIC;
 
 -- Every partition of the log, with its range: from_at NULL for one with no
 -- lower bound (the log kept from before 0.4.0), both NULL for the default.
@@ -622,14 +624,15 @@ BEGIN
     IF kept IS NOT NULL AND NOT EXISTS (SELECT FROM pg_inherits WHERE inhrelid = kept) THEN
         -- The 0.3.0 log, left detached by the upgrade with the moment it
         -- ended as a NOT VALID check: validated now (a scan that blocks no
-        -- writer: nobody writes it), the attach then needs no scan.
+        -- writer: nobody writes it), the attach then needs no scan. Writers
+        -- wait for the attach only (see the months below for why).
         SELECT substring(pg_get_constraintdef(c.oid) FROM $re$'([^']*)'$re$)::timestamptz INTO hi
         FROM pg_constraint c WHERE c.conrelid = kept AND c.conname = 'audit_log_0_3_before';
-        LOCK TABLE olaclick.audit_log_default IN SHARE ROW EXCLUSIVE MODE;
+        ALTER TABLE olaclick.audit_log_0_3 VALIDATE CONSTRAINT audit_log_0_3_before;
+        LOCK TABLE ONLY olaclick.audit_log IN SHARE ROW EXCLUSIVE MODE;
         WITH m AS (DELETE FROM ONLY olaclick.audit_log_default WHERE at < hi RETURNING *)
         INSERT INTO olaclick.audit_log_0_3 SELECT * FROM m;
         GET DIAGNOSTICS moved = ROW_COUNT;
-        ALTER TABLE olaclick.audit_log_0_3 VALIDATE CONSTRAINT audit_log_0_3_before;
         EXECUTE format('ALTER TABLE olaclick.audit_log ATTACH PARTITION olaclick.audit_log_0_3 FOR VALUES FROM (MINVALUE) TO (%L)', hi);
         RETURN NEXT format('attached olaclick.audit_log_0_3 (the log before 0.4.0) for rows before %s%s', hi,
                            CASE WHEN moved > 0 THEN format(', moving %s rows into it from olaclick.audit_log_default', moved) ELSE '' END);
@@ -657,6 +660,17 @@ BEGIN
         -- The default partition's indexes and constraints are the template.
         EXECUTE format('CREATE TABLE olaclick.%I (LIKE olaclick.audit_log_default
                           INCLUDING CONSTRAINTS INCLUDING INDEXES INCLUDING STORAGE INCLUDING COMPRESSION INCLUDING STATISTICS)', part);
+        -- A month that can get rows now (this one, or one before): no
+        -- writer may hold a partition descriptor without it while it is
+        -- attached. A writer that routed a row of the month to the default
+        -- partition before the attach would have it refused after (23514,
+        -- the default's constraint rechecked, as for any INSERT), so the
+        -- log is locked against writers until this commits: they wait,
+        -- then route to the new partition. Later months get no rows yet and
+        -- are made without blocking anyone.
+        IF lo <= now() THEN
+            LOCK TABLE ONLY olaclick.audit_log IN SHARE ROW EXCLUSIVE MODE;
+        END IF;
         -- No row may reach the default partition between the move and the
         -- attach, which checks that it holds none of the month.
         LOCK TABLE olaclick.audit_log_default IN SHARE ROW EXCLUSIVE MODE;

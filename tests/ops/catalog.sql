@@ -16,7 +16,8 @@ kept AS (
       AND NOT EXISTS (SELECT FROM members m WHERE m.classid = 'pg_class'::regclass AND m.objid = c.oid)
 ),
 rels AS (SELECT c.oid, c.relname FROM pg_class c
-         WHERE c.relnamespace = 'olaclick'::regnamespace AND c.oid NOT IN (SELECT oid FROM kept))
+         WHERE c.relnamespace = 'olaclick'::regnamespace AND c.oid NOT IN (SELECT oid FROM kept)
+           AND NOT EXISTS (SELECT FROM pg_index i WHERE i.indexrelid = c.oid AND i.indrelid IN (SELECT oid FROM kept)))
 SELECT line FROM (
     SELECT 'member ' || pg_describe_object(classid, objid, 0) AS line FROM members
     UNION ALL
@@ -35,7 +36,6 @@ SELECT line FROM (
     SELECT format('relation %s kind=%s rls=%s force=%s acl=%s', c.relname, c.relkind, c.relrowsecurity,
                   c.relforcerowsecurity, c.relacl)
     FROM rels r JOIN pg_class c ON c.oid = r.oid
-    WHERE NOT EXISTS (SELECT FROM pg_index i WHERE i.indexrelid = c.oid AND i.indrelid IN (SELECT oid FROM kept))
     UNION ALL
     SELECT format('constraint %s.%s %s', r.relname, co.conname, pg_get_constraintdef(co.oid))
     FROM rels r JOIN pg_constraint co ON co.conrelid = r.oid
