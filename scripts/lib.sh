@@ -32,6 +32,7 @@ port_pitr_primary=$((5496 + off))                        # tests/ops/run 3-4
 port_pitr_restored=$((5495 + off))
 port_standby=$((5494 + off))
 port_bench=$((5493 + off))                               # bench/run, bench/cache
+port_bench_orders=$((5457 + off))                        # bench/orders-partitioning
 port_native=$((5488 + off))                              # tests/native/run
 port_stress=$((5489 + off))                              # tests/stress/run
 port_readme=$((5479 + off))                              # tests/readme/run
