@@ -77,6 +77,7 @@ BEGIN
         INSERT INTO olaclick.audit_log_0_3 SELECT * FROM m;
         GET DIAGNOSTICS moved = ROW_COUNT;
         EXECUTE format('ALTER TABLE olaclick.audit_log ATTACH PARTITION olaclick.audit_log_0_3 FOR VALUES FROM (MINVALUE) TO (%L)', hi);
+        PERFORM olaclick.audit_log_guard_partition(kept);
         RETURN NEXT format('attached olaclick.audit_log_0_3 (the log before 0.4.0) for rows before %s%s', hi,
                            CASE WHEN moved > 0 THEN format(', moving %s rows into it from olaclick.audit_log_default', moved) ELSE '' END);
     END IF;
