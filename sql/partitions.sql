@@ -5,12 +5,14 @@
 -- the functions that compute bounds set TimeZone = UTC.
 
 -- Every partition of the log, with its range: from_at NULL for one with no
--- lower bound (the log kept from before 0.4.0), both NULL for the default.
+-- lower bound (the log kept from before 0.4.0), to_at infinity for one with
+-- no upper bound (a DBA's), both NULL for the default.
 CREATE VIEW audit_partitions AS
 SELECT p.partition, p.from_at, p.to_at, p.is_default
 FROM (SELECT c.oid::pg_catalog.regclass AS partition,
              pg_catalog.substring(b.bound, $re$FROM \('([^']*)'\)$re$)::timestamptz AS from_at,
-             pg_catalog.substring(b.bound, $re$TO \('([^']*)'\)$re$)::timestamptz AS to_at,
+             CASE WHEN b.bound LIKE '%TO (MAXVALUE)' THEN 'infinity'::timestamptz
+                  ELSE pg_catalog.substring(b.bound, $re$TO \('([^']*)'\)$re$)::timestamptz END AS to_at,
              b.bound = 'DEFAULT' AS is_default
       FROM pg_catalog.pg_inherits i
       JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid

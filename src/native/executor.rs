@@ -222,6 +222,9 @@ impl Executor {
         // A partitioned table stores nothing: each partition's indexes are
         // opened with it, as INSERT opens them (ExecInitPartitionInfo).
         let route = if (*(*rel).rd_rel).relkind == pg_sys::RELKIND_PARTITIONED_TABLE as c_char {
+            // In the executor's memory: FreeExecutorState frees the routing
+            // state and the partitions' result relations with it.
+            let old = pg_sys::MemoryContextSwitchTo((*estate).es_query_cxt);
             let mtstate =
                 PgBox::<pg_sys::ModifyTableState>::alloc_node(pg_sys::NodeTag::T_ModifyTableState)
                     .into_pg();
@@ -230,6 +233,7 @@ impl Executor {
             (*mtstate).resultRelInfo = rri;
             let proute =
                 pg_sys::ffi::pg_guard_ffi_boundary(|| ExecSetupPartitionTupleRouting(estate, rel));
+            pg_sys::MemoryContextSwitchTo(old);
             Some(Route { mtstate, proute })
         } else {
             pg_sys::ExecOpenIndices(rri, false);
