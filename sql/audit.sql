@@ -16,16 +16,21 @@ COMMENT ON TABLE audit_settings IS
 COMMENT ON TABLE audit_log IS
     'One row per inserted, updated or deleted row of every business table, and per TRUNCATE. Append-only; see audit_purge().';
 
--- The rows audit_purge() (src/audit.rs) removes, deleted with the log
--- owner's rights and handed to the caller's statement (which may archive
--- them with the caller's rights). Callable by anyone, usable by no one
--- else: the log's append-only guard refuses this DELETE unless audit_purge(),
+-- The rows audit_purge(older_than) (src/retention.rs) removes by DELETE,
+-- deleted with the log owner's rights and handed to the caller's statement
+-- (which may archive them with the caller's rights): every row before
+-- audit_purge_bound(older_than) when archiving into a table, otherwise only
+-- those left once whole months are gone (in the default partition or the
+-- log kept from before 0.4.0). Callable by anyone, usable by no one else:
+-- the log's append-only guard refuses this DELETE unless audit_purge(),
 -- which only roles granted EXECUTE can run, is running it.
 CREATE FUNCTION audit_purge_rows(older_than timestamptz) RETURNS SETOF audit_log
     LANGUAGE sql SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
 BEGIN ATOMIC
-    DELETE FROM olaclick.audit_log WHERE at < audit_purge_rows.older_than RETURNING *;
+    DELETE FROM olaclick.audit_log
+    WHERE at < (SELECT olaclick.audit_purge_bound(audit_purge_rows.older_than))
+    RETURNING *;
 END;
 
 -- A business table's name, or 22023 (the audit triggers are on these,

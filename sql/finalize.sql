@@ -61,6 +61,8 @@ CREATE TRIGGER order_status_history_delete_guard
 CREATE TRIGGER audit_log_append_only
     BEFORE UPDATE OR DELETE OR TRUNCATE ON audit_log
     FOR EACH STATEMENT EXECUTE FUNCTION append_only_guard();
+-- The same on each partition (sql/partitions.sql): here the default one.
+SELECT audit_log_guard_partition('olaclick.audit_log_default');
 
 -- src/audit.rs: every row change of every business table (and of the audit
 -- settings) is logged, one statement at a time. A trigger with transition
@@ -80,7 +82,7 @@ BEGIN
     END LOOP;
 END
 $$;
-REVOKE ALL ON FUNCTION audit_purge(timestamptz, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION audit_purge(timestamptz, text), maintain(timestamptz) FROM PUBLIC;
 
 -- src/tenancy.rs: a restaurant's creator is one of its users.
 CREATE TRIGGER restaurants_creator_check
@@ -91,11 +93,13 @@ CREATE TRIGGER users_creator_guard
     FOR EACH ROW EXECUTE FUNCTION users_creator_guard();
 
 -- src/drop_guard.rs: dropping the extension, its schema or its tables is
--- refused while orders exist; ALWAYS, so replica mode doesn't switch it off.
+-- refused while orders exist, detaching or dropping a partition of the audit
+-- log always (ALTER TABLE for DETACH PARTITION); ALWAYS, so replica mode
+-- doesn't switch it off.
 CREATE FUNCTION drop_guard() RETURNS event_trigger
     LANGUAGE c AS 'MODULE_PATHNAME', 'olaclick_drop_guard';
 REVOKE ALL ON FUNCTION drop_guard() FROM PUBLIC;
 CREATE EVENT TRIGGER olaclick_drop_guard ON ddl_command_start
-    WHEN TAG IN ('DROP EXTENSION', 'DROP SCHEMA', 'DROP TABLE', 'ALTER EXTENSION', 'DROP OWNED')
+    WHEN TAG IN ('DROP EXTENSION', 'DROP SCHEMA', 'DROP TABLE', 'ALTER EXTENSION', 'DROP OWNED', 'ALTER TABLE')
     EXECUTE FUNCTION drop_guard();
 ALTER EVENT TRIGGER olaclick_drop_guard ENABLE ALWAYS;

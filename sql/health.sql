@@ -72,10 +72,23 @@ BEGIN ATOMIC
     -- of the primary key, where min(at) would read the whole log (its BRIN
     -- index can't answer min()). Rows are numbered as they are written, and
     -- audit_purge removes the oldest.
+    -- The log is partitioned by month: its size and rows are its partitions'.
     audit AS (
         SELECT (SELECT l.at FROM olaclick.audit_log l ORDER BY l.id LIMIT 1) AS oldest,
-               pg_total_relation_size('olaclick.audit_log'::regclass) AS bytes,
-               pg_stat_get_live_tuples('olaclick.audit_log'::regclass) AS rows
+               (SELECT coalesce(sum(pg_total_relation_size(t.relid)), 0)
+                FROM pg_partition_tree('olaclick.audit_log'::regclass) t WHERE t.isleaf) AS bytes,
+               (SELECT coalesce(sum(pg_stat_get_live_tuples(t.relid)), 0)
+                FROM pg_partition_tree('olaclick.audit_log'::regclass) t WHERE t.isleaf) AS rows
+    ),
+    -- Whether next month's rows have a partition to go to (UTC months, as
+    -- olaclick.maintain() makes them) and how many rows wait in the default
+    -- partition for theirs (counted up to 100,000).
+    partitions AS (
+        SELECT EXISTS (SELECT FROM olaclick.audit_partitions p, (SELECT (date_trunc('month', now() AT TIME ZONE 'UTC')
+                                                                          + interval '1 month') AT TIME ZONE 'UTC' AS m) n
+                       WHERE NOT p.is_default AND (p.from_at IS NULL OR p.from_at <= n.m) AND p.to_at > n.m) AS next_month,
+               (SELECT max(p.to_at) FROM olaclick.audit_partitions p) AS until,
+               (SELECT count(*) FROM (SELECT FROM ONLY olaclick.audit_log_default LIMIT 100000) d) AS waiting
     ),
     -- Archiving lag is how long the oldest completed WAL segment has waited
     -- (its .ready file's age), not the time since the last archived one: an
@@ -243,6 +256,18 @@ BEGIN ATOMIC
                     ELSE format('%s cache notifications skipped in all (a counter); none now: the queue is below '
                                 'olaclick.notify_queue_skip_threshold (%s)', olaclick.notify_skipped(), s.skip_threshold) END
         FROM settings s
+        WHERE NOT s.in_recovery
+        UNION ALL
+        -- Months of the audit log made ahead (olaclick.maintain()).
+        SELECT 11, 'audit_partitions', p.waiting, NULL, NULL, 'rows',
+               CASE WHEN p.waiting > 0 OR NOT p.next_month THEN 'warning' ELSE 'ok' END,
+               CASE WHEN NOT p.next_month
+                    THEN 'next month''s audit rows have no partition to go to: olaclick.maintain() is not running'
+                    WHEN p.waiting > 0
+                    THEN format('%s audit rows wait in olaclick.audit_log_default for their month''s partition: '
+                                'run olaclick.maintain()', p.waiting)
+                    ELSE format('partitions up to %s', p.until) END
+        FROM partitions p, settings s
         WHERE NOT s.in_recovery
     )
     SELECT c.name,

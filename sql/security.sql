@@ -71,7 +71,7 @@ BEGIN
 END
 $app$;
 
-GRANT SELECT ON audit_log, order_status_history TO olaclick_auditor;
+GRANT SELECT ON audit_log, order_status_history, audit_partitions TO olaclick_auditor;
 
 -- Column grants: pgaudit logs a statement that reads a column this role
 -- may read, so reads of people's personal data are logged and a count(*) or

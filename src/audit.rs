@@ -29,7 +29,6 @@ use crate::error::Error;
 use crate::gucs;
 use crate::native::{self, TransitionRow};
 use crate::plans::{register_transition_tables, run_kept, Key};
-use crate::refusal::Refusal;
 use crate::restore::restoring;
 use crate::sandbox;
 use crate::scope::{self, Writer};
@@ -467,87 +466,4 @@ fn text_array(items: Vec<String>) -> Datum {
     items
         .into_datum()
         .expect("a Vec<String> always makes a text[]")
-}
-
-/// `olaclick.audit_purge(older_than, archive_to)`: deletes the audit rows
-/// logged before `older_than`, first copying them into `archive_to` (a table
-/// with audit_log's columns) when it is given, and returns how many rows went.
-/// The one way rows leave the log; revoked from PUBLIC, so only a role granted
-/// EXECUTE purges.
-///
-/// The rows are deleted with the log owner's rights (`audit_purge_rows`, a
-/// SECURITY DEFINER function in sql/audit.sql whose DELETE the append-only
-/// guard lets through only while this function runs), and inserted into the
-/// archive with the caller's: a purge can't write where its caller can't.
-/// A database whose olaclick SQL is older than 0.3.0 has no
-/// `audit_purge_rows`: there the rows are deleted with the caller's rights,
-/// as 0.1.0 and 0.2.0 did (this library serves every version's SQL).
-#[pg_extern]
-fn audit_purge(
-    older_than: Option<TimestampWithTimeZone>,
-    archive_to: default!(Option<&str>, "NULL"),
-) -> i64 {
-    let Some(older_than) = older_than else {
-        Refusal::purge_without_time().raise();
-    };
-    let _purge = scope::enter(Writer::AuditPurge);
-    let purged = Spi::connect_mut(|client| -> Result<Option<i64>, pgrx::spi::Error> {
-        // The archive is named as the caller means it (their search_path, temp
-        // tables included), then goes into the SQL fully qualified and quoted:
-        // an identifier, never text.
-        let target = match archive_to {
-            None => None,
-            Some(name) => client
-                .select(
-                    "SELECT pg_catalog.format('%I.%I', n.nspname, c.relname),
-                            c.oid = 'olaclick.audit_log'::pg_catalog.regclass
-                     FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-                     WHERE c.oid = $1::pg_catalog.regclass",
-                    None,
-                    &[name.into()],
-                )?
-                .first()
-                .get_two::<String, bool>()?
-                .into(),
-        };
-        let rows = match client
-            .select(
-                "SELECT pg_catalog.to_regprocedure('olaclick.audit_purge_rows(timestamptz)') IS NOT NULL",
-                None,
-                &[],
-            )?
-            .first()
-            .get_one::<bool>()?
-        {
-            Some(true) => "SELECT * FROM olaclick.audit_purge_rows($1)",
-            _ => "DELETE FROM olaclick.audit_log WHERE at < $1 RETURNING *",
-        };
-        let sql = match target {
-            None => format!("WITH d AS ({rows}) SELECT count(*) FROM d"),
-            Some((_, Some(true))) => {
-                Refusal::purge_into_log(archive_to.unwrap_or_default()).raise()
-            }
-            Some((target, _)) => format!(
-                "WITH d AS ({rows}), a AS (INSERT INTO {} SELECT * FROM d RETURNING 1)
-                 SELECT count(*) FROM a",
-                target.unwrap_or_default()
-            ),
-        };
-        sandbox::pinned(|| {
-            client
-                .update(sql.as_str(), None, &[older_than.into()])?
-                .first()
-                .get_one::<i64>()
-        })
-    });
-    // SPI's own errors are internal; PostgreSQL's (a missing or unsuitable
-    // archive table) keep their SQLSTATE on the way out.
-    match purged {
-        Ok(count) => count.unwrap_or(0),
-        Err(e) => Refusal::internal(
-            format!("olaclick.audit_purge failed: {e}"),
-            "The purge was rolled back; no row was removed.",
-        )
-        .raise(),
-    }
 }

@@ -24,6 +24,7 @@ use pgrx::PgList;
 use crate::gucs;
 use crate::refusal::Refusal;
 use crate::sandbox;
+use crate::scope::{self, Writer};
 
 const SCHEMA: &[u8] = b"olaclick";
 
@@ -45,10 +46,19 @@ pub unsafe extern "C-unwind" fn olaclick_drop_guard(
     if context.is_null() || !pgrx::is_a(context, pg_sys::NodeTag::T_EventTriggerData) {
         Refusal::drop_guard_called().raise();
     }
-    if pg_sys::creating_extension || gucs::ALLOW_DROP.get() {
+    // olaclick's own upkeep and purge detach and drop the log's partitions.
+    if pg_sys::creating_extension || scope::is_open(Writer::AuditPurge) {
         return pg_sys::Datum::from(0);
     }
     let event = context as *mut pg_sys::EventTriggerData;
+    // Append-only, for every role and whether or not orders exist: a
+    // partition of the log leaves only through audit_purge().
+    if let Some((action, partition)) = removes_log_partition((*event).parsetree) {
+        Refusal::log_partition_removed(action, &partition).raise();
+    }
+    if gucs::ALLOW_DROP.get() {
+        return pg_sys::Datum::from(0);
+    }
     if let Some(what) = drops_olaclick((*event).parsetree) {
         if holds_orders() {
             Refusal::drop_with_orders(&what).raise();
@@ -100,6 +110,86 @@ unsafe fn drops_olaclick(parsetree: *mut pg_sys::Node) -> Option<String> {
     None
 }
 
+/// What the statement would take out of the audit log, if anything:
+/// `ALTER TABLE olaclick.audit_log DETACH PARTITION`, or `DROP TABLE` of one
+/// of its partitions.
+///
+/// # Safety
+/// `parsetree` is null or a valid parse tree node.
+unsafe fn removes_log_partition(parsetree: *mut pg_sys::Node) -> Option<(&'static str, String)> {
+    if parsetree.is_null() {
+        return None;
+    }
+    let log = pg_sys::get_namespace_oid(c"olaclick".as_ptr(), true);
+    let log = if log == pg_sys::Oid::INVALID {
+        return None;
+    } else {
+        pg_sys::get_relname_relid(c"audit_log".as_ptr(), log)
+    };
+    if log == pg_sys::Oid::INVALID {
+        return None;
+    }
+    if pgrx::is_a(parsetree, pg_sys::NodeTag::T_AlterTableStmt) {
+        let stmt = &*(parsetree as *mut pg_sys::AlterTableStmt);
+        if relation_oid(stmt.relation) != log {
+            return None;
+        }
+        return PgList::<pg_sys::AlterTableCmd>::from_pg(stmt.cmds)
+            .iter_ptr()
+            .find(|&cmd| (*cmd).subtype == pg_sys::AlterTableType::AT_DetachPartition)
+            .map(|cmd| {
+                // DETACH PARTITION's argument is a PartitionCmd naming it.
+                let part = (*cmd).def as *mut pg_sys::PartitionCmd;
+                (
+                    "detach partition",
+                    relation_name(relation_oid((*part).name)),
+                )
+            });
+    }
+    if pgrx::is_a(parsetree, pg_sys::NodeTag::T_DropStmt) {
+        let stmt = &*(parsetree as *mut pg_sys::DropStmt);
+        if stmt.removeType != pg_sys::ObjectType::OBJECT_TABLE {
+            return None;
+        }
+        return PgList::<pg_sys::Node>::from_pg(stmt.objects)
+            .iter_ptr()
+            .map(|names| relation_oid(pg_sys::makeRangeVarFromNameList(names as *mut pg_sys::List)))
+            .find(|&oid| {
+                oid != pg_sys::Oid::INVALID
+                    && pg_sys::get_rel_relispartition(oid)
+                    && Spi::get_one_with_args::<bool>(
+                        "SELECT EXISTS (SELECT FROM pg_catalog.pg_inherits WHERE inhrelid = $1 AND inhparent = $2)",
+                        &[oid.into(), log.into()],
+                    ) == Ok(Some(true))
+            })
+            .map(|oid| ("drop partition", relation_name(oid)));
+    }
+    None
+}
+
+/// A relation's qualified name, as a DBA reads it in the error.
+fn relation_name(oid: pg_sys::Oid) -> String {
+    Spi::get_one_with_args::<String>("SELECT $1::pg_catalog.regclass::text", &[oid.into()])
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| "a partition".into())
+}
+
+/// The relation a name resolves to through the caller's search_path, or
+/// InvalidOid; locks nothing.
+///
+/// # Safety
+/// `relation` is a valid RangeVar.
+unsafe fn relation_oid(relation: *mut pg_sys::RangeVar) -> pg_sys::Oid {
+    pg_sys::RangeVarGetRelidExtended(
+        relation,
+        pg_sys::NoLock as _,
+        pg_sys::RVROption::RVR_MISSING_OK,
+        None,
+        std::ptr::null_mut(),
+    )
+}
+
 /// Whether `node` is the String "olaclick".
 ///
 /// # Safety
@@ -119,14 +209,7 @@ unsafe fn in_olaclick_schema(names: *mut pg_sys::List) -> bool {
     if schema == pg_sys::Oid::INVALID {
         return false;
     }
-    let relation = pg_sys::makeRangeVarFromNameList(names);
-    let oid = pg_sys::RangeVarGetRelidExtended(
-        relation,
-        pg_sys::NoLock as _,
-        pg_sys::RVROption::RVR_MISSING_OK,
-        None,
-        std::ptr::null_mut(),
-    );
+    let oid = relation_oid(pg_sys::makeRangeVarFromNameList(names));
     oid != pg_sys::Oid::INVALID && pg_sys::get_rel_namespace(oid) == schema
 }
 

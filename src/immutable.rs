@@ -17,26 +17,28 @@ fn refuse_write(table: &str, action: &str) -> ! {
     Refusal::append_only(table, action).raise()
 }
 
-/// BEFORE INSERT FOR EACH STATEMENT on order_status_history and audit_log:
-/// only olaclick writes them (and a restore puts them back).
+/// BEFORE INSERT FOR EACH STATEMENT on order_status_history, audit_log and
+/// each of the log's partitions (sql/partitions.sql): only olaclick writes
+/// them (and a restore puts them back). Rows moved between the log's
+/// partitions by its upkeep are olaclick's too.
 #[pg_trigger]
 fn insert_guard<'a>(
     trigger: &'a PgTrigger<'a>,
 ) -> Result<Option<PgHeapTuple<'a, impl WhoAllocated>>, Error> {
     let table = trigger.table_name()?;
-    let writer = if table == "audit_log" {
-        Writer::Audit
+    let allowed = if table == "order_status_history" {
+        scope::is_open(Writer::History)
     } else {
-        Writer::History
+        scope::is_open(Writer::Audit) || scope::is_open(Writer::AuditPurge)
     };
-    if !scope::is_open(writer) && !restoring() {
+    if !allowed && !restoring() {
         refuse_write(&table, "insert");
     }
     Ok(None::<PgHeapTuple<'a, AllocatedByRust>>)
 }
 
-/// BEFORE UPDATE OR DELETE OR TRUNCATE FOR EACH STATEMENT on audit_log, and
-/// BEFORE UPDATE OR TRUNCATE on order_status_history (whose deletes are
+/// BEFORE UPDATE OR DELETE OR TRUNCATE FOR EACH STATEMENT on audit_log and
+/// its partitions, and BEFORE UPDATE OR TRUNCATE on order_status_history (whose deletes are
 /// judged by `history_delete_guard`).
 #[pg_trigger]
 fn append_only_guard<'a>(

@@ -19,6 +19,7 @@ mod order_status;
 mod plans;
 mod refusal;
 mod restore;
+mod retention;
 mod row_jsonb;
 mod sandbox;
 mod scope;
@@ -38,7 +39,16 @@ extension_sql_file!(
     requires = [gucs::current_actor]
 );
 extension_sql_file!("../sql/demo.sql", name = "demo", requires = ["schema"]);
-extension_sql_file!("../sql/audit.sql", name = "audit", requires = ["schema"]);
+extension_sql_file!(
+    "../sql/partitions.sql",
+    name = "partitions",
+    requires = ["schema"]
+);
+extension_sql_file!(
+    "../sql/audit.sql",
+    name = "audit",
+    requires = ["schema", "partitions"]
+);
 extension_sql_file!(
     "../sql/security.sql",
     name = "security",

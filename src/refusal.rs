@@ -31,6 +31,8 @@ pub enum Kind {
     JsonbStringTooLong,
     PurgeWithoutTime,
     PurgeIntoLog,
+    PurgeArchiveDenied,
+    PurgeArchiveSchemaUnsupported,
     TableMissing,
     NotATable,
     ColumnMissing,
@@ -42,7 +44,7 @@ pub enum Kind {
 #[cfg_attr(not(any(test, feature = "pg_test")), allow(dead_code))]
 impl Kind {
     /// Every kind, for the catalogue's test.
-    pub const ALL: [Kind; 26] = [
+    pub const ALL: [Kind; 28] = [
         Kind::NewOrderNotInitiated,
         Kind::StatusMove,
         Kind::UnknownStatus,
@@ -64,6 +66,8 @@ impl Kind {
         Kind::JsonbStringTooLong,
         Kind::PurgeWithoutTime,
         Kind::PurgeIntoLog,
+        Kind::PurgeArchiveDenied,
+        Kind::PurgeArchiveSchemaUnsupported,
         Kind::TableMissing,
         Kind::NotATable,
         Kind::ColumnMissing,
@@ -94,6 +98,8 @@ impl Kind {
             Kind::BadId | Kind::PurgeIntoLog => ERRCODE_INVALID_PARAMETER_VALUE,
             Kind::JsonbStringTooLong => ERRCODE_PROGRAM_LIMIT_EXCEEDED,
             Kind::PurgeWithoutTime => ERRCODE_NULL_VALUE_NOT_ALLOWED,
+            Kind::PurgeArchiveDenied => ERRCODE_INSUFFICIENT_PRIVILEGE,
+            Kind::PurgeArchiveSchemaUnsupported => ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
             Kind::TableMissing => ERRCODE_UNDEFINED_TABLE,
             Kind::NotATable => ERRCODE_WRONG_OBJECT_TYPE,
             Kind::ColumnMissing => ERRCODE_UNDEFINED_COLUMN,
@@ -224,7 +230,7 @@ impl Refusal {
             Kind::AppendOnly,
             format!("olaclick.{table} is append-only: {action} is not allowed"),
             format!("A statement tried to {action} rows of olaclick.{table}."),
-            if table == "audit_log" {
+            if table.starts_with("audit_log") {
                 AUDIT_HINT
             } else {
                 HISTORY_HINT
@@ -357,6 +363,35 @@ impl Refusal {
             "olaclick.audit_purge: archive_to can't be the audit log itself".into(),
             format!("archive_to is {archive_to}."),
             "Archive into a table of your own with audit_log's columns, e.g. CREATE TABLE audit_archive (LIKE olaclick.audit_log).",
+        )
+    }
+
+    /// A partition of the audit log detached or dropped by hand
+    /// (src/drop_guard.rs): its rows would leave the log.
+    pub fn log_partition_removed(action: &str, partition: &str) -> Refusal {
+        new(
+            Kind::AppendOnly,
+            format!("olaclick.audit_log is append-only: {action} {partition} is not allowed"),
+            format!("A statement tried to {action} {partition}, taking its rows out of olaclick.audit_log."),
+            "Partitions of the log leave only through olaclick.audit_purge(older_than[, archive_to]), which can archive them into a schema of yours.",
+        )
+    }
+
+    pub fn purge_archive_denied(schema: &str) -> Refusal {
+        new(
+            Kind::PurgeArchiveDenied,
+            format!("olaclick.audit_purge: permission denied to archive into schema {schema}"),
+            format!("The role running audit_purge has no CREATE privilege on schema {schema}, where the removed months would go."),
+            "Grant it CREATE on that schema, or archive into a schema of its own.",
+        )
+    }
+
+    pub fn purge_archive_schema_unsupported(schema: &str) -> Refusal {
+        new(
+            Kind::PurgeArchiveSchemaUnsupported,
+            format!("olaclick.audit_purge: can't archive into schema {schema} before 0.4.0"),
+            "This database's olaclick SQL keeps the audit log in one table, which archives into a table only.".into(),
+            "Run ALTER EXTENSION olaclick UPDATE, or name a table with audit_log's columns.",
         )
     }
 

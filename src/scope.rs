@@ -15,7 +15,8 @@ pub enum Writer {
     History,
     /// The audit trigger is appending to `audit_log`.
     Audit,
-    /// `audit_purge()` is removing old rows from `audit_log`.
+    /// `audit_purge()` or `maintain()` is removing old rows from `audit_log`
+    /// or moving rows between its partitions (src/retention.rs).
     AuditPurge,
 }
 

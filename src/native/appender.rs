@@ -118,7 +118,14 @@ impl Appender {
         match &mut self.native {
             // SAFETY: the values are datums of the listed types (the caller's
             // word), which `shape` found to be the columns' types.
-            Some(native) => Some(unsafe { native.append(self.table, values) }),
+            Some(native) => match unsafe { native.append(self.table, values) } {
+                Some(row) => Some(row),
+                // A partition the native path doesn't write: this row by SQL.
+                None => {
+                    append_sql(self.table, values);
+                    None
+                }
+            },
             None => {
                 append_sql(self.table, values);
                 None
@@ -195,9 +202,12 @@ fn append_sql(table: Table, values: &[Option<Datum>]) {
 }
 
 impl Native {
+    /// The row written, or `None` when it goes to a partition the native
+    /// path doesn't write (nothing written).
+    ///
     /// # Safety
     /// As `Appender::append` says of `values`.
-    unsafe fn append(&mut self, table: Table, values: &[Option<Datum>]) -> Datum {
+    unsafe fn append(&mut self, table: Table, values: &[Option<Datum>]) -> Option<Datum> {
         // The slot's arrays have `natts` entries; the queued AFTER ROW
         // triggers fire before this returns; the row returned is copied into
         // the caller's memory before the per-row memory is reused.
@@ -219,13 +229,9 @@ impl Native {
                 nulls[at] = false;
             }
         }
+        // `id` is drawn once the row's partition is known to be written
+        // here: a row the SQL path writes draws its own, as it would alone.
         let id = self.shape.id;
-        row[id] = pgrx::direct_function_call_as_datum(
-            pg_sys::nextval_oid,
-            &[self.shape.sequence.into_datum()],
-        )
-        .unwrap_or_else(|| Datum::from(0));
-        nulls[id] = false;
         given[id] = true;
         for i in (0..natts).filter(|&i| !given[i]) {
             let attr = crate::compat::attrs(desc)[i];
@@ -237,8 +243,16 @@ impl Native {
             }
         }
         pg_sys::ExecStoreVirtualTuple(slot);
+        let target = self.exec.target(slot)?;
+        // A virtual slot's arrays are its row: set in place.
+        row[id] = pgrx::direct_function_call_as_datum(
+            pg_sys::nextval_oid,
+            &[self.shape.sequence.into_datum()],
+        )
+        .unwrap_or_else(|| Datum::from(0));
+        nulls[id] = false;
         pg_sys::AfterTriggerBeginQuery();
-        pg_sys::ExecSimpleRelationInsert(self.exec.rri, estate, slot);
+        pg_sys::ExecSimpleRelationInsert(target, estate, slot);
         pg_sys::AfterTriggerEndQuery(estate);
         if let Some((key, orders, orders_shape)) = &self.order_key {
             // History's columns: order_id, restaurant_id, ...
@@ -249,7 +263,7 @@ impl Native {
             debug_assert_eq!(table.columns()[1].0, c"restaurant_id");
             order_key::check(rel, *key, *orders, orders_shape, value(1), value(0));
         }
-        pg_sys::ExecFetchSlotHeapTupleDatum(slot)
+        Some(pg_sys::ExecFetchSlotHeapTupleDatum(slot))
     }
 
     /// Column `i`'s default, compiled once for this appender (`None`

@@ -4,6 +4,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::ffi::c_char;
 use std::rc::Rc;
 
 use pgrx::pg_sys::{self, Oid};
@@ -151,6 +152,45 @@ pub struct Executor {
     pub rri: *mut pg_sys::ResultRelInfo,
     /// The trees this executor's constraints and defaults are compiled from.
     pub planned: Rc<Planned>,
+    /// For a partitioned table (the audit log), where its rows are routed.
+    route: Option<Route>,
+}
+
+/// Tuple routing as the apply worker sets it up for a partitioned target
+/// (worker.c, apply_handle_tuple_routing): a ModifyTableState with no plan,
+/// which ExecFindPartition needs for the operation and the root, and the
+/// routing state that opens each partition the first time a row goes to it.
+struct Route {
+    mtstate: *mut pg_sys::ModifyTableState,
+    proute: *mut PartitionTupleRouting,
+}
+
+/// executor/execPartition.h, the same from 15 to 18; not in pgrx's
+/// bindings. The routing state is private to execPartition.c.
+#[repr(C)]
+struct PartitionTupleRouting {
+    _private: [u8; 0],
+}
+
+// Called through pg_guard_ffi_boundary, as pgrx's own bindings are: an
+// ERROR raised inside becomes a Rust panic that unwinds olaclick's frames
+// (closing its scopes) before PostgreSQL aborts the transaction.
+extern "C-unwind" {
+    fn ExecSetupPartitionTupleRouting(
+        estate: *mut pg_sys::EState,
+        rel: pg_sys::Relation,
+    ) -> *mut PartitionTupleRouting;
+    fn ExecFindPartition(
+        mtstate: *mut pg_sys::ModifyTableState,
+        root: *mut pg_sys::ResultRelInfo,
+        proute: *mut PartitionTupleRouting,
+        slot: *mut pg_sys::TupleTableSlot,
+        estate: *mut pg_sys::EState,
+    ) -> *mut pg_sys::ResultRelInfo;
+    fn ExecCleanupTupleRouting(
+        mtstate: *mut pg_sys::ModifyTableState,
+        proute: *mut PartitionTupleRouting,
+    );
 }
 
 impl Executor {
@@ -179,7 +219,22 @@ impl Executor {
         (*estate).es_opened_result_relations =
             pg_sys::lappend((*estate).es_opened_result_relations, rri.cast());
         (*estate).es_output_cid = pg_sys::GetCurrentCommandId(true);
-        pg_sys::ExecOpenIndices(rri, false);
+        // A partitioned table stores nothing: each partition's indexes are
+        // opened with it, as INSERT opens them (ExecInitPartitionInfo).
+        let route = if (*(*rel).rd_rel).relkind == pg_sys::RELKIND_PARTITIONED_TABLE as c_char {
+            let mtstate =
+                PgBox::<pg_sys::ModifyTableState>::alloc_node(pg_sys::NodeTag::T_ModifyTableState)
+                    .into_pg();
+            (*mtstate).ps.state = estate;
+            (*mtstate).operation = pg_sys::CmdType::CMD_INSERT;
+            (*mtstate).resultRelInfo = rri;
+            let proute =
+                pg_sys::ffi::pg_guard_ffi_boundary(|| ExecSetupPartitionTupleRouting(estate, rel));
+            Some(Route { mtstate, proute })
+        } else {
+            pg_sys::ExecOpenIndices(rri, false);
+            None
+        };
         let planned = planned(rel);
         // What ExecRelCheck would build on the first row, from kept trees.
         let ncheck = planned.checks.len();
@@ -199,6 +254,7 @@ impl Executor {
                 estate,
                 rri,
                 planned,
+                route,
             },
             shape,
         ))
@@ -215,6 +271,27 @@ impl Executor {
         let natts = (*(*self.rel).rd_att).natts as usize;
         std::slice::from_raw_parts_mut((*slot).tts_isnull, natts).fill(true);
         slot
+    }
+
+    /// Where the row in `slot` (of the table's row type) is written: the
+    /// table, or for a partitioned one the partition INSERT would route it
+    /// to (opened and locked on first use, as INSERT opens it); `None` when
+    /// that partition's shape is one the native path doesn't write.
+    ///
+    /// # Safety
+    /// `self` is open; `slot` holds a row of the table's row type.
+    pub unsafe fn target(
+        &self,
+        slot: *mut pg_sys::TupleTableSlot,
+    ) -> Option<*mut pg_sys::ResultRelInfo> {
+        let Some(route) = &self.route else {
+            return Some(self.rri);
+        };
+        // Raises PostgreSQL's own 23514 when no partition takes the row.
+        let leaf = pg_sys::ffi::pg_guard_ffi_boundary(|| {
+            ExecFindPartition(route.mtstate, self.rri, route.proute, slot, self.estate)
+        });
+        shape::leaf_written_natively(self.rel, (*leaf).ri_RelationDesc).then_some(leaf)
     }
 
     /// Frees the executor state; the table stays locked until commit.
@@ -242,6 +319,13 @@ impl Executor {
                     pg_sys::index_close(index, pg_sys::NoLock as _);
                 }
             }
+        }
+        // The partitions routed to: their indexes closed (with their
+        // insert cleanup, 17+), the partitions kept locked until commit.
+        if let Some(route) = &self.route {
+            pg_sys::ffi::pg_guard_ffi_boundary(|| {
+                ExecCleanupTupleRouting(route.mtstate, route.proute)
+            });
         }
         // Not ExecCloseResultRelations: it would close `rel`, which is ours.
         pg_sys::ExecResetTupleTable((*self.estate).es_tupleTable, false);

@@ -3,11 +3,12 @@
 //!
 //! The native path hands datums of the types olaclick created its columns
 //! with to the executor below INSERT and UPDATE. Nothing there coerces a
-//! value to a column of another type, routes a row to a partition, applies a
+//! value to a column of another type, applies a
 //! rule, computes a generated column, checks a forced row-level security
 //! policy or fires a statement-level or column-specific trigger. So it writes
 //! a table only while the table has the shape it was built for: a plain heap
-//! table without rules or children, every column olaclick writes present
+//! table without rules or children (or, for the audit log, partitioned, its
+//! rows routed as INSERT routes them, to partitions of that shape), every column olaclick writes present
 //! with its type, no domain column, `id` a bigint (an identity for the
 //! tables olaclick appends to; for orders, the only key of a plain unique
 //! btree index), no stored generated column, and no trigger but olaclick's
@@ -98,6 +99,9 @@ thread_local! {
     /// one arrived (the catalog lookups of `decide` can take invalidations
     /// in) is used once but not kept.
     static GENERATION: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    /// Per partition of the audit log: whether a row routed to it is written
+    /// natively (`leaf_written_natively`).
+    static LEAVES: RefCell<HashMap<Oid, bool>> = RefCell::new(HashMap::new());
     /// olaclick.order_status's oid.
     static ORDER_STATUS: std::cell::Cell<Oid> = const { std::cell::Cell::new(Oid::INVALID) };
 }
@@ -118,6 +122,7 @@ pub fn forget(relid: Oid) {
     });
     drop(forgotten);
     RELIDS.with(|relids| relids.borrow_mut().retain(|_, r| !all && *r != relid));
+    LEAVES.with(|leaves| leaves.borrow_mut().retain(|r, _| !all && *r != relid));
     // The enum is dropped and made again with its tables (DROP and CREATE
     // EXTENSION): looked up again after any change of a table (a syscache
     // lookup, cheap).
@@ -193,10 +198,17 @@ unsafe fn decide(table: Table, rel: pg_sys::Relation) -> Option<Shape> {
     // Forced row-level security is judged per write (executor.rs): it
     // binds the writing role only when that role is not a superuser and has
     // no BYPASSRLS, which is the owner's business, not the table's shape.
-    if form.relkind != pg_sys::RELKIND_RELATION as c_char
-        || form.relam != pg_sys::HEAP_TABLE_AM_OID
-        || form.relhasrules
-        || form.relhassubclass
+    // The audit log is partitioned by month (0.4.0): its rows are routed
+    // to their partition as INSERT routes them (executor.rs), and each
+    // partition is judged as it is written (`leaf_written_natively`).
+    let routed = table == Table::AuditLog
+        && form.relkind == pg_sys::RELKIND_PARTITIONED_TABLE as c_char
+        && !form.relhasrules;
+    if !routed
+        && (form.relkind != pg_sys::RELKIND_RELATION as c_char
+            || form.relam != pg_sys::HEAP_TABLE_AM_OID
+            || form.relhasrules
+            || form.relhassubclass)
     {
         return None;
     }
@@ -256,6 +268,36 @@ unsafe fn decide(table: Table, rel: pg_sys::Relation) -> Option<Shape> {
         sequence,
         id_index,
     })
+}
+
+/// Whether a row of the partitioned `root` that INSERT routes to partition
+/// `leaf` is written there natively: `leaf` a plain heap table with the
+/// root's row layout (no column to convert: one attached with its columns in
+/// another order, or with dropped ones, takes SQL) and no trigger that
+/// fires differently natively. Its own CHECK constraints, indexes and
+/// triggers are applied by the executor, as for INSERT. Kept per partition
+/// until its relcache entry is invalidated (a partition's DDL invalidates
+/// its own entry, not always the root's).
+///
+/// # Safety
+/// `root` and `leaf` are open and locked by this transaction.
+pub unsafe fn leaf_written_natively(root: pg_sys::Relation, leaf: pg_sys::Relation) -> bool {
+    let relid = (*leaf).rd_id;
+    if let Some(kept) = LEAVES.with(|l| l.borrow().get(&relid).copied()) {
+        return kept;
+    }
+    let generation = GENERATION.with(|g| g.get());
+    let form = &*(*leaf).rd_rel;
+    let written = form.relkind == pg_sys::RELKIND_RELATION as c_char
+        && form.relam == pg_sys::HEAP_TABLE_AM_OID
+        && !form.relhasrules
+        && !form.relhassubclass
+        && pg_sys::convert_tuples_by_name((*root).rd_att, (*leaf).rd_att).is_null()
+        && triggers_fire_natively(leaf);
+    if GENERATION.with(|g| g.get()) == generation {
+        LEAVES.with(|l| l.borrow_mut().insert(relid, written));
+    }
+    written
 }
 
 /// The length coercion an assignment to a column of `typ(typmod)` applies:

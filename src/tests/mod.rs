@@ -10,6 +10,7 @@ mod drop_guard;
 mod hostile;
 mod native_safety;
 mod orders;
+mod retention;
 mod schema;
 mod security;
 mod tenancy;
