@@ -74,7 +74,7 @@ $guard$;
 -- The monthly layout: partitions from the oldest order's month on.
 SELECT pg_catalog.to_regprocedure('olaclick.maintain(timestamp with time zone)') IS NOT NULL AS monthly \gset
 \if :monthly
-SELECT olaclick.maintain(since => (SELECT pg_catalog.min(created_at) FROM olaclick.orders)) IS NULL AS ignored \gset
+SELECT pg_catalog.count(*) AS maintained FROM olaclick.maintain(since => (SELECT pg_catalog.min(created_at) FROM olaclick.orders)) \gset
 \endif
 
 SET session_replication_role = replica;
