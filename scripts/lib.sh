@@ -48,6 +48,7 @@ port_demo_pooler=$((5476 + off))                         # scripts/demo's PgBoun
 port_bench_pooler=$((5475 + off))                        # bench/pooler's PgBouncer (its cluster: port_bench)
 port_package=$((5460 + off))                             # tests/package/run (one version at a time)
 port_isolation_17=$((5458 + off)) port_isolation_18=$((5459 + off))  # isolation_cluster 17, 18 (tests/isolation/run, tests/ops/run)
+port_scale=$((5477 + off))                               # bench/scale
 
 # isolation_cluster MAJOR: "NAME PORT" of that PostgreSQL's isolation cluster
 # (tests/isolation/run, tests/ops/run 1-2); a data directory belongs to one
