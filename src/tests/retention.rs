@@ -142,6 +142,12 @@ mod tests {
              GRANT EXECUTE ON FUNCTION olaclick.audit_purge(timestamptz, text) TO olaclick_test_keeper",
         )
         .unwrap();
+        // Not into olaclick's own schema, where the months would stay
+        // unguarded beside the log's.
+        assert_fails(
+            "SELECT olaclick.audit_purge('2026-03-01+00', 'olaclick')",
+            "22023",
+        );
         Spi::run("SET LOCAL ROLE olaclick_test_keeper").unwrap();
         assert_fails(
             "SELECT olaclick.audit_purge('2026-03-01+00', 'audit_archive')",
