@@ -504,11 +504,43 @@ ALTER INDEX audit_log_restaurant_table_idx RENAME TO audit_log_0_3_restaurant_ta
 DROP POLICY tenant ON audit_log_0_3;
 DROP POLICY auditor ON audit_log_0_3;
 REVOKE ALL ON audit_log_0_3 FROM olaclick_auditor;
--- The check's own scan is left to maintain(): NOT VALID.
+-- The check's own scan is left to maintain(): NOT VALID. The moment is
+-- written in UTC and ISO, whatever the session's TimeZone and DateStyle.
 DO $$
 BEGIN
     EXECUTE pg_catalog.format('ALTER TABLE olaclick.audit_log_0_3 ADD CONSTRAINT audit_log_0_3_before CHECK (at < %L) NOT VALID',
-                              pg_catalog.clock_timestamp());
+                              pg_catalog.to_char(pg_catalog.clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00');
+END
+$$;
+-- What a DBA added to the old log stays with it (PostgreSQL binds these to
+-- the table, not its name): said here, to be made again on the new log.
+DO $$
+DECLARE what text;
+BEGIN
+    SELECT pg_catalog.string_agg(w, '; ') INTO what FROM (
+        SELECT 'trigger ' || t.tgname AS w FROM pg_catalog.pg_trigger t
+        WHERE t.tgrelid = 'olaclick.audit_log_0_3'::pg_catalog.regclass AND NOT t.tgisinternal
+          AND t.tgname NOT IN ('audit_log_insert_guard', 'audit_log_append_only')
+        UNION ALL
+        SELECT 'publication ' || p.pubname FROM pg_catalog.pg_publication_rel r
+        JOIN pg_catalog.pg_publication p ON p.oid = r.prpubid
+        WHERE r.prrelid = 'olaclick.audit_log_0_3'::pg_catalog.regclass
+        UNION ALL
+        SELECT 'index ' || i.indexrelid::pg_catalog.regclass::text FROM pg_catalog.pg_index i
+        WHERE i.indrelid = 'olaclick.audit_log_0_3'::pg_catalog.regclass
+          AND i.indexrelid NOT IN ('olaclick.audit_log_0_3_pkey'::pg_catalog.regclass,
+                                   'olaclick.audit_log_0_3_at_brin'::pg_catalog.regclass,
+                                   'olaclick.audit_log_0_3_restaurant_table_idx'::pg_catalog.regclass)
+        UNION ALL
+        SELECT 'view or function ' || pg_catalog.pg_describe_object(d.classid, d.objid, 0) FROM pg_catalog.pg_depend d
+        WHERE d.refobjid = 'olaclick.audit_log_0_3'::pg_catalog.regclass AND d.deptype = 'n'
+          AND d.classid IN ('pg_catalog.pg_rewrite'::pg_catalog.regclass, 'pg_catalog.pg_proc'::pg_catalog.regclass)
+          AND NOT EXISTS (SELECT FROM pg_catalog.pg_depend e WHERE e.classid = d.classid AND e.objid = d.objid AND e.deptype = 'e')
+    ) x;
+    IF what IS NOT NULL THEN
+        RAISE WARNING 'olaclick 0.4.0: objects of yours on the audit log stay with the 0.3.0 log, now olaclick.audit_log_0_3: %', what
+            USING HINT = 'Make them again on olaclick.audit_log (a publication: ALTER PUBLICATION ... ADD TABLE olaclick.audit_log; see docs/operations.md, "Upgrading the extension").';
+    END IF;
 END
 $$;
 
@@ -595,18 +627,25 @@ COMMENT ON VIEW audit_partitions IS
 -- What every partition of the log gets, the default included: the log's
 -- statement-level guards (row triggers are cloned from the parent, statement
 -- triggers are not, and a statement naming a partition fires only the
--- partition's), and row-level security forced with no policy, so nobody
--- bound by it reads or writes a partition except through the log.
+-- partition's), and row-level security forced with no policy and no grant
+-- but its owner's (default privileges a DBA set would grant some), so nobody
+-- reads or writes a partition except through the log.
 CREATE FUNCTION audit_log_guard_partition(part regclass) RETURNS void
     LANGUAGE plpgsql
     SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE grantee oid;
 BEGIN
     EXECUTE format('CREATE OR REPLACE TRIGGER audit_log_insert_guard BEFORE INSERT ON %s
                       FOR EACH STATEMENT EXECUTE FUNCTION olaclick.insert_guard()', part);
     EXECUTE format('CREATE OR REPLACE TRIGGER audit_log_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON %s
                       FOR EACH STATEMENT EXECUTE FUNCTION olaclick.append_only_guard()', part);
     EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY', part);
+    FOR grantee IN SELECT DISTINCT a.grantee FROM pg_class c, aclexplode(c.relacl) a
+                   WHERE c.oid = part AND a.grantee <> c.relowner LOOP
+        EXECUTE format('REVOKE ALL ON %s FROM %s', part,
+                       CASE WHEN grantee = 0 THEN 'PUBLIC' ELSE grantee::regrole::text END);
+    END LOOP;
 END
 $$;
 
@@ -621,9 +660,13 @@ CREATE FUNCTION audit_log_upkeep(since timestamptz) RETURNS SETOF text
     LANGUAGE plpgsql
     SET search_path = pg_catalog, pg_temp
     SET TimeZone = 'UTC'
+    SET DateStyle = 'ISO'
+    -- Fails loudly rather than moving nothing if row-level security binds
+    -- the log's owner.
+    SET row_security = off
     -- Waits this long at most for a lock (another transaction reading the
     -- default partition): then fails, and the next run tries again, rather
-    -- than queueing the application's writes behind it.
+    -- than queueing the application's writes behind it longer.
     SET lock_timeout = '2s'
 AS $$
 DECLARE
@@ -653,6 +696,14 @@ BEGIN
         RETURN NEXT format('attached olaclick.audit_log_0_3 (the log before 0.4.0) for rows before %s%s', hi,
                            CASE WHEN moved > 0 THEN format(', moving %s rows into it from olaclick.audit_log_default', moved) ELSE '' END);
     END IF;
+    -- A partition a DBA attached gets the guards every partition has.
+    FOR part IN SELECT p.partition::text FROM olaclick.audit_partitions p
+                WHERE NOT EXISTS (SELECT FROM pg_trigger t WHERE t.tgrelid = p.partition
+                                  AND t.tgname = 'audit_log_append_only' AND NOT t.tgisinternal)
+    LOOP
+        PERFORM olaclick.audit_log_guard_partition(part::regclass);
+        RETURN NEXT format('guarded %s as a partition of the audit log', part);
+    END LOOP;
     FOR month IN
         SELECT date_trunc('month', d.at) FROM ONLY olaclick.audit_log_default d
         UNION
@@ -676,7 +727,8 @@ BEGIN
         -- The default partition's indexes and constraints are the template.
         EXECUTE format('CREATE TABLE olaclick.%I (LIKE olaclick.audit_log_default
                           INCLUDING CONSTRAINTS INCLUDING INDEXES INCLUDING STORAGE INCLUDING COMPRESSION INCLUDING STATISTICS)', part);
-        -- A month that can get rows now (this one, or one before): no
+        -- A month that can get rows now (this one, or one before; a row is
+        -- dated by its transaction's start, never after now): no
         -- writer may hold a partition descriptor without it while it is
         -- attached. A writer that routed a row of the month to the default
         -- partition before the attach would have it refused after (23514,
@@ -684,7 +736,7 @@ BEGIN
         -- log is locked against writers until this commits: they wait,
         -- then route to the new partition. Later months get no rows yet and
         -- are made without blocking anyone.
-        IF lo <= now() THEN
+        IF lo <= clock_timestamp() THEN
             LOCK TABLE ONLY olaclick.audit_log IN SHARE ROW EXCLUSIVE MODE;
         END IF;
         -- No row may reach the default partition between the move and the
@@ -706,6 +758,9 @@ $$;
 CREATE FUNCTION audit_purge_bound(older_than timestamptz) RETURNS timestamptz
     LANGUAGE sql STABLE
     SET search_path = pg_catalog, pg_temp
+    -- The partitions' bounds are read back from their text (audit_partitions).
+    SET TimeZone = 'UTC'
+    SET DateStyle = 'ISO'
 BEGIN ATOMIC
     SELECT coalesce((SELECT p.from_at FROM olaclick.audit_partitions p
                      WHERE p.from_at < audit_purge_bound.older_than AND p.to_at > audit_purge_bound.older_than),
@@ -722,6 +777,8 @@ CREATE FUNCTION audit_log_remove(bound timestamptz, archive_schema name, archive
     LANGUAGE plpgsql
     SET search_path = pg_catalog, pg_temp
     SET TimeZone = 'UTC'
+    SET DateStyle = 'ISO'
+    SET row_security = off
     SET lock_timeout = '2s'
 AS $$
 DECLARE
@@ -730,6 +787,8 @@ DECLARE
     n     bigint;
     total bigint := 0;
 BEGIN
+    -- Not beside maintain(): each would wait for the other's locks.
+    PERFORM pg_advisory_xact_lock('olaclick.audit_log'::regclass::oid::bigint);
     SELECT coalesce(array_agg(p.partition ORDER BY p.to_at), '{}') INTO parts
     FROM olaclick.audit_partitions p WHERE NOT p.is_default AND p.to_at <= bound;
     FOREACH part IN ARRAY parts LOOP
@@ -741,8 +800,8 @@ BEGIN
         IF archive_schema IS NULL THEN
             EXECUTE format('DROP TABLE %s', part);
         ELSE
-            EXECUTE format('DROP TRIGGER audit_log_insert_guard ON %1$s;
-                            DROP TRIGGER audit_log_append_only ON %1$s;
+            EXECUTE format('DROP TRIGGER IF EXISTS audit_log_insert_guard ON %1$s;
+                            DROP TRIGGER IF EXISTS audit_log_append_only ON %1$s;
                             ALTER TABLE %1$s NO FORCE ROW LEVEL SECURITY, DISABLE ROW LEVEL SECURITY;
                             ALTER TABLE %1$s OWNER TO %2$s;
                             ALTER TABLE %1$s SET SCHEMA %3$I', part, archive_owner, archive_schema);

@@ -25,18 +25,25 @@ COMMENT ON VIEW audit_partitions IS
 -- What every partition of the log gets, the default included: the log's
 -- statement-level guards (row triggers are cloned from the parent, statement
 -- triggers are not, and a statement naming a partition fires only the
--- partition's), and row-level security forced with no policy, so nobody
--- bound by it reads or writes a partition except through the log.
+-- partition's), and row-level security forced with no policy and no grant
+-- but its owner's (default privileges a DBA set would grant some), so nobody
+-- reads or writes a partition except through the log.
 CREATE FUNCTION audit_log_guard_partition(part regclass) RETURNS void
     LANGUAGE plpgsql
     SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE grantee oid;
 BEGIN
     EXECUTE format('CREATE OR REPLACE TRIGGER audit_log_insert_guard BEFORE INSERT ON %s
                       FOR EACH STATEMENT EXECUTE FUNCTION olaclick.insert_guard()', part);
     EXECUTE format('CREATE OR REPLACE TRIGGER audit_log_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON %s
                       FOR EACH STATEMENT EXECUTE FUNCTION olaclick.append_only_guard()', part);
     EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY', part);
+    FOR grantee IN SELECT DISTINCT a.grantee FROM pg_class c, aclexplode(c.relacl) a
+                   WHERE c.oid = part AND a.grantee <> c.relowner LOOP
+        EXECUTE format('REVOKE ALL ON %s FROM %s', part,
+                       CASE WHEN grantee = 0 THEN 'PUBLIC' ELSE grantee::regrole::text END);
+    END LOOP;
 END
 $$;
 
@@ -51,9 +58,13 @@ CREATE FUNCTION audit_log_upkeep(since timestamptz) RETURNS SETOF text
     LANGUAGE plpgsql
     SET search_path = pg_catalog, pg_temp
     SET TimeZone = 'UTC'
+    SET DateStyle = 'ISO'
+    -- Fails loudly rather than moving nothing if row-level security binds
+    -- the log's owner.
+    SET row_security = off
     -- Waits this long at most for a lock (another transaction reading the
     -- default partition): then fails, and the next run tries again, rather
-    -- than queueing the application's writes behind it.
+    -- than queueing the application's writes behind it longer.
     SET lock_timeout = '2s'
 AS $$
 DECLARE
@@ -83,6 +94,14 @@ BEGIN
         RETURN NEXT format('attached olaclick.audit_log_0_3 (the log before 0.4.0) for rows before %s%s', hi,
                            CASE WHEN moved > 0 THEN format(', moving %s rows into it from olaclick.audit_log_default', moved) ELSE '' END);
     END IF;
+    -- A partition a DBA attached gets the guards every partition has.
+    FOR part IN SELECT p.partition::text FROM olaclick.audit_partitions p
+                WHERE NOT EXISTS (SELECT FROM pg_trigger t WHERE t.tgrelid = p.partition
+                                  AND t.tgname = 'audit_log_append_only' AND NOT t.tgisinternal)
+    LOOP
+        PERFORM olaclick.audit_log_guard_partition(part::regclass);
+        RETURN NEXT format('guarded %s as a partition of the audit log', part);
+    END LOOP;
     FOR month IN
         SELECT date_trunc('month', d.at) FROM ONLY olaclick.audit_log_default d
         UNION
@@ -106,7 +125,8 @@ BEGIN
         -- The default partition's indexes and constraints are the template.
         EXECUTE format('CREATE TABLE olaclick.%I (LIKE olaclick.audit_log_default
                           INCLUDING CONSTRAINTS INCLUDING INDEXES INCLUDING STORAGE INCLUDING COMPRESSION INCLUDING STATISTICS)', part);
-        -- A month that can get rows now (this one, or one before): no
+        -- A month that can get rows now (this one, or one before; a row is
+        -- dated by its transaction's start, never after now): no
         -- writer may hold a partition descriptor without it while it is
         -- attached. A writer that routed a row of the month to the default
         -- partition before the attach would have it refused after (23514,
@@ -114,7 +134,7 @@ BEGIN
         -- log is locked against writers until this commits: they wait,
         -- then route to the new partition. Later months get no rows yet and
         -- are made without blocking anyone.
-        IF lo <= now() THEN
+        IF lo <= clock_timestamp() THEN
             LOCK TABLE ONLY olaclick.audit_log IN SHARE ROW EXCLUSIVE MODE;
         END IF;
         -- No row may reach the default partition between the move and the
@@ -136,6 +156,9 @@ $$;
 CREATE FUNCTION audit_purge_bound(older_than timestamptz) RETURNS timestamptz
     LANGUAGE sql STABLE
     SET search_path = pg_catalog, pg_temp
+    -- The partitions' bounds are read back from their text (audit_partitions).
+    SET TimeZone = 'UTC'
+    SET DateStyle = 'ISO'
 BEGIN ATOMIC
     SELECT coalesce((SELECT p.from_at FROM olaclick.audit_partitions p
                      WHERE p.from_at < audit_purge_bound.older_than AND p.to_at > audit_purge_bound.older_than),
@@ -152,6 +175,8 @@ CREATE FUNCTION audit_log_remove(bound timestamptz, archive_schema name, archive
     LANGUAGE plpgsql
     SET search_path = pg_catalog, pg_temp
     SET TimeZone = 'UTC'
+    SET DateStyle = 'ISO'
+    SET row_security = off
     SET lock_timeout = '2s'
 AS $$
 DECLARE
@@ -160,6 +185,8 @@ DECLARE
     n     bigint;
     total bigint := 0;
 BEGIN
+    -- Not beside maintain(): each would wait for the other's locks.
+    PERFORM pg_advisory_xact_lock('olaclick.audit_log'::regclass::oid::bigint);
     SELECT coalesce(array_agg(p.partition ORDER BY p.to_at), '{}') INTO parts
     FROM olaclick.audit_partitions p WHERE NOT p.is_default AND p.to_at <= bound;
     FOREACH part IN ARRAY parts LOOP
@@ -171,8 +198,8 @@ BEGIN
         IF archive_schema IS NULL THEN
             EXECUTE format('DROP TABLE %s', part);
         ELSE
-            EXECUTE format('DROP TRIGGER audit_log_insert_guard ON %1$s;
-                            DROP TRIGGER audit_log_append_only ON %1$s;
+            EXECUTE format('DROP TRIGGER IF EXISTS audit_log_insert_guard ON %1$s;
+                            DROP TRIGGER IF EXISTS audit_log_append_only ON %1$s;
                             ALTER TABLE %1$s NO FORCE ROW LEVEL SECURITY, DISABLE ROW LEVEL SECURITY;
                             ALTER TABLE %1$s OWNER TO %2$s;
                             ALTER TABLE %1$s SET SCHEMA %3$I', part, archive_owner, archive_schema);

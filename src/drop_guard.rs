@@ -111,8 +111,8 @@ unsafe fn drops_olaclick(parsetree: *mut pg_sys::Node) -> Option<String> {
 }
 
 /// What the statement would take out of the audit log, if anything:
-/// `ALTER TABLE olaclick.audit_log DETACH PARTITION`, or `DROP TABLE` of one
-/// of its partitions.
+/// `ALTER TABLE ... DETACH PARTITION` on the log or one of its partitions,
+/// or `DROP TABLE` of a partition at any depth.
 ///
 /// # Safety
 /// `parsetree` is null or a valid parse tree node.
@@ -131,7 +131,8 @@ unsafe fn removes_log_partition(parsetree: *mut pg_sys::Node) -> Option<(&'stati
     }
     if pgrx::is_a(parsetree, pg_sys::NodeTag::T_AlterTableStmt) {
         let stmt = &*(parsetree as *mut pg_sys::AlterTableStmt);
-        if relation_oid(stmt.relation) != log {
+        let target = relation_oid(stmt.relation);
+        if target != log && !descends_from(target, log) {
             return None;
         }
         return PgList::<pg_sys::AlterTableCmd>::from_pg(stmt.cmds)
@@ -154,17 +155,21 @@ unsafe fn removes_log_partition(parsetree: *mut pg_sys::Node) -> Option<(&'stati
         return PgList::<pg_sys::Node>::from_pg(stmt.objects)
             .iter_ptr()
             .map(|names| relation_oid(pg_sys::makeRangeVarFromNameList(names as *mut pg_sys::List)))
-            .find(|&oid| {
-                oid != pg_sys::Oid::INVALID
-                    && pg_sys::get_rel_relispartition(oid)
-                    && Spi::get_one_with_args::<bool>(
-                        "SELECT EXISTS (SELECT FROM pg_catalog.pg_inherits WHERE inhrelid = $1 AND inhparent = $2)",
-                        &[oid.into(), log.into()],
-                    ) == Ok(Some(true))
-            })
+            .find(|&oid| descends_from(oid, log))
             .map(|oid| ("drop partition", relation_name(oid)));
     }
     None
+}
+
+/// Whether `oid` is a partition of `log`, or of one of its partitions.
+fn descends_from(oid: pg_sys::Oid, log: pg_sys::Oid) -> bool {
+    // SAFETY: a syscache lookup; false for a missing relation.
+    oid != pg_sys::Oid::INVALID
+        && unsafe { pg_sys::get_rel_relispartition(oid) }
+        && Spi::get_one_with_args::<bool>(
+            "SELECT $2 OPERATOR(pg_catalog.=) ANY (SELECT a.relid FROM pg_catalog.pg_partition_ancestors($1) a)",
+            &[oid.into(), log.into()],
+        ) == Ok(Some(true))
 }
 
 /// A relation's qualified name, as a DBA reads it in the error.

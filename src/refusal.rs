@@ -33,6 +33,7 @@ pub enum Kind {
     PurgeIntoLog,
     PurgeArchiveDenied,
     PurgeArchiveSchemaUnsupported,
+    MaintainSince,
     TableMissing,
     NotATable,
     ColumnMissing,
@@ -44,7 +45,7 @@ pub enum Kind {
 #[cfg_attr(not(any(test, feature = "pg_test")), allow(dead_code))]
 impl Kind {
     /// Every kind, for the catalogue's test.
-    pub const ALL: [Kind; 28] = [
+    pub const ALL: [Kind; 29] = [
         Kind::NewOrderNotInitiated,
         Kind::StatusMove,
         Kind::UnknownStatus,
@@ -68,6 +69,7 @@ impl Kind {
         Kind::PurgeIntoLog,
         Kind::PurgeArchiveDenied,
         Kind::PurgeArchiveSchemaUnsupported,
+        Kind::MaintainSince,
         Kind::TableMissing,
         Kind::NotATable,
         Kind::ColumnMissing,
@@ -95,7 +97,9 @@ impl Kind {
             Kind::DropWithOrders => ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST,
             Kind::DropGuardCalled => ERRCODE_E_R_I_E_EVENT_TRIGGER_PROTOCOL_VIOLATED,
             Kind::PrepareAfterOrderChange => ERRCODE_FEATURE_NOT_SUPPORTED,
-            Kind::BadId | Kind::PurgeIntoLog => ERRCODE_INVALID_PARAMETER_VALUE,
+            Kind::BadId | Kind::PurgeIntoLog | Kind::MaintainSince => {
+                ERRCODE_INVALID_PARAMETER_VALUE
+            }
             Kind::JsonbStringTooLong => ERRCODE_PROGRAM_LIMIT_EXCEEDED,
             Kind::PurgeWithoutTime => ERRCODE_NULL_VALUE_NOT_ALLOWED,
             Kind::PurgeArchiveDenied => ERRCODE_INSUFFICIENT_PRIVILEGE,
@@ -392,6 +396,15 @@ impl Refusal {
             format!("olaclick.audit_purge: can't archive into schema {schema} before 0.4.0"),
             "This database's olaclick SQL keeps the audit log in one table, which archives into a table only.".into(),
             "Run ALTER EXTENSION olaclick UPDATE, or name a table with audit_log's columns.",
+        )
+    }
+
+    pub fn maintain_since(since: &str) -> Refusal {
+        new(
+            Kind::MaintainSince,
+            "olaclick.maintain: since must be a moment at most ten years back".into(),
+            format!("since is {since}; every month from it is a partition made in one transaction."),
+            "Give a later since: older months are made for the rows that arrive for them (waiting in the default partition).",
         )
     }
 

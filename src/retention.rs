@@ -17,20 +17,22 @@ use crate::scope::{self, Writer};
 /// The owner of olaclick.audit_log, and whether it is partitioned (0.4.0's
 /// SQL; the library also serves 0.1.0-0.3.0's, whose log is one table).
 fn log() -> Result<(pg_sys::Oid, bool), pgrx::spi::Error> {
-    Spi::connect(|client| {
-        let row = client
-            .select(
-                "SELECT c.relowner, c.relkind = 'p' FROM pg_catalog.pg_class c
+    sandbox::pinned(|| {
+        Spi::connect(|client| {
+            let row = client
+                .select(
+                    "SELECT c.relowner, c.relkind = 'p' FROM pg_catalog.pg_class c
                  WHERE c.oid = 'olaclick.audit_log'::pg_catalog.regclass",
-                None,
-                &[],
-            )?
-            .first()
-            .get_two::<pg_sys::Oid, bool>()?;
-        Ok((
-            row.0.unwrap_or(pg_sys::Oid::INVALID),
-            row.1.unwrap_or(false),
-        ))
+                    None,
+                    &[],
+                )?
+                .first()
+                .get_two::<pg_sys::Oid, bool>()?;
+            Ok((
+                row.0.unwrap_or(pg_sys::Oid::INVALID),
+                row.1.unwrap_or(false),
+            ))
+        })
     })
 }
 
@@ -50,6 +52,9 @@ fn or_raise<T>(result: Result<T, pgrx::spi::Error>, what: &str, then: &str) -> T
 fn maintain(
     since: default!(Option<TimestampWithTimeZone>, "NULL"),
 ) -> SetOfIterator<'static, String> {
+    if let Some(since) = since {
+        since_is_sane(since);
+    }
     let _upkeep = scope::enter(Writer::AuditPurge);
     let (owner, _) = or_raise(log(), "maintain", "Nothing was changed.");
     let done = sandbox::as_role(owner, || {
@@ -67,6 +72,19 @@ fn maintain(
         })
     });
     SetOfIterator::new(or_raise(done, "maintain", "Nothing was changed."))
+}
+
+/// The months `maintain(since)` makes are one partition each, all made in
+/// one transaction (and those before now with the log locked against
+/// writers): `since` must be a finite moment at most ten years back.
+fn since_is_sane(since: TimestampWithTimeZone) {
+    let sane = Spi::get_one_with_args::<bool>(
+        "SELECT pg_catalog.isfinite($1) AND $1 OPERATOR(pg_catalog.>=) (pg_catalog.now() OPERATOR(pg_catalog.-) interval '10 years')",
+        &[since.into()],
+    );
+    if sane != Ok(Some(true)) {
+        Refusal::maintain_since(&since.to_string()).raise();
+    }
 }
 
 /// Where `audit_purge` puts what it removes.
@@ -193,8 +211,10 @@ fn archive(archive_to: Option<&str>) -> Result<Archive, pgrx::spi::Error> {
             .select(
                 "SELECT n.nspname::text, pg_catalog.has_schema_privilege(n.oid, 'CREATE')
                  FROM (SELECT) one LEFT JOIN pg_catalog.pg_namespace n
-                   ON (n.nspname = $1 OR pg_catalog.quote_ident(n.nspname) = $1
-                       OR (n.nspname = pg_catalog.lower($1) AND pg_catalog.strpos($1, '\"') = 0))
+                   ON (n.nspname OPERATOR(pg_catalog.=) $1
+                       OR pg_catalog.quote_ident(n.nspname) OPERATOR(pg_catalog.=) $1
+                       OR (n.nspname OPERATOR(pg_catalog.=) pg_catalog.lower($1)
+                           AND pg_catalog.strpos($1, '\"') OPERATOR(pg_catalog.=) 0))
                   AND pg_catalog.to_regclass($1) IS NULL",
                 None,
                 &[name.into()],
@@ -214,11 +234,10 @@ fn archive(archive_to: Option<&str>) -> Result<Archive, pgrx::spi::Error> {
         let (table, is_log) = client
             .select(
                 "SELECT pg_catalog.format('%I.%I', n.nspname, c.relname),
-                        c.oid = 'olaclick.audit_log'::pg_catalog.regclass
-                        OR c.oid IN (SELECT i.inhrelid FROM pg_catalog.pg_inherits i
-                                     WHERE i.inhparent = 'olaclick.audit_log'::pg_catalog.regclass)
-                 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-                 WHERE c.oid = $1::pg_catalog.regclass",
+                        'olaclick.audit_log'::pg_catalog.regclass OPERATOR(pg_catalog.=) ANY
+                            (SELECT a.relid FROM pg_catalog.pg_partition_ancestors(c.oid) a)
+                 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+                 WHERE c.oid OPERATOR(pg_catalog.=) $1::pg_catalog.regclass",
                 None,
                 &[name.into()],
             )?

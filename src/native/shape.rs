@@ -212,6 +212,22 @@ unsafe fn decide(table: Table, rel: pg_sys::Relation) -> Option<Shape> {
     {
         return None;
     }
+    // A partition partitioned in its turn routes on its own key, which may
+    // be `id`, drawn only once the row's partition is known: the SQL path
+    // (INSERT computes the identity first). Attaching or detaching one
+    // invalidates this relation's entry, so the decision is made again.
+    if routed {
+        let parts = pg_sys::RelationGetPartitionDesc(rel, true);
+        // `is_leaf` has `nparts` entries (and may be null when there are none).
+        if !parts.is_null()
+            && (*parts).nparts > 0
+            && std::slice::from_raw_parts((*parts).is_leaf, (*parts).nparts as usize)
+                .iter()
+                .any(|leaf| !leaf)
+        {
+            return None;
+        }
+    }
     let desc = (*rel).rd_att;
     let attrs = crate::compat::attrs(desc);
     // Generated columns, stored or (18) virtual: INSERT computes the one and

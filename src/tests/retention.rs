@@ -172,6 +172,42 @@ mod tests {
     }
 
     #[pg_test]
+    fn maintain_refuses_since_past_ten_years_or_infinite_and_guards_a_dbas_partition() {
+        for since in ["'-infinity'", "now() - interval '11 years'"] {
+            let message = assert_fails(
+                &format!("SELECT count(*) FROM olaclick.maintain({since})"),
+                "22023",
+            );
+            assert!(message.contains("ten years"), "{message}");
+        }
+        steps("");
+        // A table a DBA attaches (here, for a year far ahead) is guarded by
+        // the next run, its grants taken back.
+        Spi::run(
+            "CREATE TABLE olaclick.audit_log_2099 (LIKE olaclick.audit_log_default INCLUDING CONSTRAINTS);
+             GRANT SELECT, DELETE ON olaclick.audit_log_2099 TO olaclick_app;
+             ALTER TABLE olaclick.audit_log ATTACH PARTITION olaclick.audit_log_2099
+               FOR VALUES FROM ('2099-01-01+00') TO ('2100-01-01+00')",
+        )
+        .unwrap();
+        assert_ok("DELETE FROM olaclick.audit_log_2099");
+        assert_eq!(
+            steps(""),
+            vec!["guarded olaclick.audit_log_2099 as a partition of the audit log".to_string()]
+        );
+        assert_fails("DELETE FROM olaclick.audit_log_2099", "42501");
+        assert_eq!(
+            one::<i64>(
+                "SELECT count(*) FROM pg_class c, aclexplode(c.relacl) a
+                 WHERE c.oid = 'olaclick.audit_log_2099'::regclass AND a.grantee <> c.relowner"
+            ),
+            0,
+            "no grant but its owner's"
+        );
+        assert_eq!(steps(""), Vec::<String>::new());
+    }
+
+    #[pg_test]
     fn every_partition_is_append_only_and_closed_to_direct_reads() {
         let a = tenant("a");
         a.order();
