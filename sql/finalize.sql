@@ -93,13 +93,14 @@ CREATE TRIGGER users_creator_guard
     FOR EACH ROW EXECUTE FUNCTION users_creator_guard();
 
 -- src/drop_guard.rs: dropping the extension, its schema or its tables is
--- refused while orders exist, detaching or dropping a partition of the audit
--- log always (ALTER TABLE for DETACH PARTITION); ALWAYS, so replica mode
--- doesn't switch it off.
+-- refused while orders exist; detaching or dropping a partition of the audit
+-- log (also by its schema or owner) and making a foreign table one, always;
+-- ALWAYS, so replica mode doesn't switch it off.
 CREATE FUNCTION drop_guard() RETURNS event_trigger
     LANGUAGE c AS 'MODULE_PATHNAME', 'olaclick_drop_guard';
 REVOKE ALL ON FUNCTION drop_guard() FROM PUBLIC;
 CREATE EVENT TRIGGER olaclick_drop_guard ON ddl_command_start
-    WHEN TAG IN ('DROP EXTENSION', 'DROP SCHEMA', 'DROP TABLE', 'ALTER EXTENSION', 'DROP OWNED', 'ALTER TABLE')
+    WHEN TAG IN ('DROP EXTENSION', 'DROP SCHEMA', 'DROP TABLE', 'ALTER EXTENSION', 'DROP OWNED', 'ALTER TABLE',
+                 'DROP FOREIGN TABLE', 'CREATE FOREIGN TABLE')
     EXECUTE FUNCTION drop_guard();
 ALTER EVENT TRIGGER olaclick_drop_guard ENABLE ALWAYS;

@@ -848,10 +848,12 @@ CREATE FUNCTION olaclick."maintain"("since" timestamp with time zone DEFAULT NUL
     LANGUAGE c AS 'MODULE_PATHNAME', 'maintain_wrapper';
 REVOKE ALL ON FUNCTION maintain(timestamptz) FROM PUBLIC;
 
--- The drop guard also judges ALTER TABLE (DETACH PARTITION of the log).
+-- The drop guard also judges ALTER TABLE (DETACH PARTITION of the log) and
+-- foreign tables (dropped, or made a partition of the log).
 DROP EVENT TRIGGER olaclick_drop_guard;
 CREATE EVENT TRIGGER olaclick_drop_guard ON ddl_command_start
-    WHEN TAG IN ('DROP EXTENSION', 'DROP SCHEMA', 'DROP TABLE', 'ALTER EXTENSION', 'DROP OWNED', 'ALTER TABLE')
+    WHEN TAG IN ('DROP EXTENSION', 'DROP SCHEMA', 'DROP TABLE', 'ALTER EXTENSION', 'DROP OWNED', 'ALTER TABLE',
+                 'DROP FOREIGN TABLE', 'CREATE FOREIGN TABLE')
     EXECUTE FUNCTION drop_guard();
 ALTER EVENT TRIGGER olaclick_drop_guard ENABLE ALWAYS;
 

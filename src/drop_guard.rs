@@ -10,6 +10,9 @@
 //!   step of dropping it on its own) and `DROP TABLE` of a table in the schema;
 //! - `DROP OWNED BY` the extension's owner.
 //!
+//! And always, for every role, it keeps the audit log's partitions in the
+//! log (`judge_log_partitions`): a month leaves only through audit_purge().
+//!
 //! Only C can see the statement's parse tree there, which is how the guard
 //! tells these from drops of anything else. `SET olaclick.allow_drop = on` is
 //! the one way through; extension scripts (`ALTER EXTENSION ... UPDATE`) are
@@ -53,8 +56,8 @@ pub unsafe extern "C-unwind" fn olaclick_drop_guard(
     let event = context as *mut pg_sys::EventTriggerData;
     // Append-only, for every role and whether or not orders exist: a
     // partition of the log leaves only through audit_purge().
-    if let Some((action, partition)) = removes_log_partition((*event).parsetree) {
-        Refusal::log_partition_removed(action, &partition).raise();
+    if let Some(refusal) = judge_log_partitions((*event).parsetree) {
+        refusal.raise();
     }
     if gucs::ALLOW_DROP.get() {
         return pg_sys::Datum::from(0);
@@ -110,55 +113,130 @@ unsafe fn drops_olaclick(parsetree: *mut pg_sys::Node) -> Option<String> {
     None
 }
 
-/// What the statement would take out of the audit log, if anything:
-/// `ALTER TABLE ... DETACH PARTITION` on the log or one of its partitions,
-/// or `DROP TABLE` of a partition at any depth.
+/// The refusal, if the statement would take rows out of the audit log or
+/// give it a partition olaclick can't guard:
+/// - `ALTER TABLE ... DETACH PARTITION` on the log or one of its partitions;
+/// - `DROP TABLE` / `DROP FOREIGN TABLE` of a partition at any depth;
+/// - `DROP SCHEMA` of a schema other than olaclick holding a partition, and
+///   `DROP OWNED BY` a role owning one outside olaclick (olaclick's own
+///   schema and owner are judged as dropping the extension, which takes the
+///   log with it);
+/// - a foreign table made a partition (`ATTACH PARTITION`,
+///   `CREATE FOREIGN TABLE ... PARTITION OF`).
 ///
 /// # Safety
 /// `parsetree` is null or a valid parse tree node.
-unsafe fn removes_log_partition(parsetree: *mut pg_sys::Node) -> Option<(&'static str, String)> {
+unsafe fn judge_log_partitions(parsetree: *mut pg_sys::Node) -> Option<Refusal> {
     if parsetree.is_null() {
         return None;
     }
-    let log = pg_sys::get_namespace_oid(c"olaclick".as_ptr(), true);
-    let log = if log == pg_sys::Oid::INVALID {
+    let schema = pg_sys::get_namespace_oid(c"olaclick".as_ptr(), true);
+    if schema == pg_sys::Oid::INVALID {
         return None;
-    } else {
-        pg_sys::get_relname_relid(c"audit_log".as_ptr(), log)
-    };
+    }
+    let log = pg_sys::get_relname_relid(c"audit_log".as_ptr(), schema);
     if log == pg_sys::Oid::INVALID {
         return None;
     }
+    let in_log = |oid: pg_sys::Oid| oid == log || descends_from(oid, log);
     if pgrx::is_a(parsetree, pg_sys::NodeTag::T_AlterTableStmt) {
         let stmt = &*(parsetree as *mut pg_sys::AlterTableStmt);
-        let target = relation_oid(stmt.relation);
-        if target != log && !descends_from(target, log) {
+        if !in_log(relation_oid(stmt.relation)) {
             return None;
         }
-        return PgList::<pg_sys::AlterTableCmd>::from_pg(stmt.cmds)
-            .iter_ptr()
-            .find(|&cmd| (*cmd).subtype == pg_sys::AlterTableType::AT_DetachPartition)
-            .map(|cmd| {
-                // DETACH PARTITION's argument is a PartitionCmd naming it.
-                let part = (*cmd).def as *mut pg_sys::PartitionCmd;
-                (
-                    "detach partition",
-                    relation_name(relation_oid((*part).name)),
-                )
-            });
+        for cmd in PgList::<pg_sys::AlterTableCmd>::from_pg(stmt.cmds).iter_ptr() {
+            // Both take a PartitionCmd naming the partition.
+            let part = || relation_oid((*((*cmd).def as *mut pg_sys::PartitionCmd)).name);
+            match (*cmd).subtype {
+                pg_sys::AlterTableType::AT_DetachPartition => {
+                    return Some(Refusal::log_partition_removed(
+                        "detach partition",
+                        &relation_name(part()),
+                    ));
+                }
+                pg_sys::AlterTableType::AT_AttachPartition if is_foreign(part()) => {
+                    return Some(Refusal::log_partition_foreign(&relation_name(part())));
+                }
+                _ => {}
+            }
+        }
+        return None;
+    }
+    if pgrx::is_a(parsetree, pg_sys::NodeTag::T_CreateForeignTableStmt) {
+        let stmt = &*(parsetree as *mut pg_sys::CreateForeignTableStmt);
+        let parents = PgList::<pg_sys::RangeVar>::from_pg(stmt.base.inhRelations);
+        let relation = stmt.base.relation;
+        return (!stmt.base.partbound.is_null()
+            && parents
+                .iter_ptr()
+                .any(|parent| in_log(relation_oid(parent))))
+        .then(|| {
+            let name = CStr::from_ptr((*relation).relname).to_string_lossy();
+            Refusal::log_partition_foreign(&name)
+        });
     }
     if pgrx::is_a(parsetree, pg_sys::NodeTag::T_DropStmt) {
         let stmt = &*(parsetree as *mut pg_sys::DropStmt);
-        if stmt.removeType != pg_sys::ObjectType::OBJECT_TABLE {
-            return None;
-        }
-        return PgList::<pg_sys::Node>::from_pg(stmt.objects)
+        let objects = PgList::<pg_sys::Node>::from_pg(stmt.objects);
+        return match stmt.removeType {
+            pg_sys::ObjectType::OBJECT_TABLE | pg_sys::ObjectType::OBJECT_FOREIGN_TABLE => objects
+                .iter_ptr()
+                .map(|names| {
+                    relation_oid(pg_sys::makeRangeVarFromNameList(names as *mut pg_sys::List))
+                })
+                .find(|&oid| descends_from(oid, log))
+                .map(|oid| Refusal::log_partition_removed("drop partition", &relation_name(oid))),
+            pg_sys::ObjectType::OBJECT_SCHEMA => {
+                let schemas: Vec<pg_sys::Oid> = objects
+                    .iter_ptr()
+                    .filter(|&n| pgrx::is_a(n, pg_sys::NodeTag::T_String))
+                    .map(|n| pg_sys::get_namespace_oid((*(n as *mut pg_sys::String)).sval, true))
+                    .collect();
+                partition_outside(log, schema, &schemas, &[]).map(|part| {
+                    Refusal::log_partition_removed("drop the schema of partition", &part)
+                })
+            }
+            _ => None,
+        };
+    }
+    if pgrx::is_a(parsetree, pg_sys::NodeTag::T_DropOwnedStmt) {
+        let stmt = &*(parsetree as *mut pg_sys::DropOwnedStmt);
+        let roles: Vec<pg_sys::Oid> = PgList::<pg_sys::RoleSpec>::from_pg(stmt.roles)
             .iter_ptr()
-            .map(|names| relation_oid(pg_sys::makeRangeVarFromNameList(names as *mut pg_sys::List)))
-            .find(|&oid| descends_from(oid, log))
-            .map(|oid| ("drop partition", relation_name(oid)));
+            .map(|role| pg_sys::get_rolespec_oid(role, true))
+            .collect();
+        return partition_outside(log, schema, &[], &roles)
+            .map(|part| Refusal::log_partition_removed("drop the owner of partition", &part));
     }
     None
+}
+
+/// A partition of `log` (at any depth) outside schema `olaclick` that is in
+/// one of `schemas` or owned by one of `roles`, by name.
+fn partition_outside(
+    log: pg_sys::Oid,
+    olaclick: pg_sys::Oid,
+    schemas: &[pg_sys::Oid],
+    roles: &[pg_sys::Oid],
+) -> Option<String> {
+    Spi::get_one_with_args::<String>(
+        "SELECT c.oid::pg_catalog.regclass::pg_catalog.text
+           FROM pg_catalog.pg_partition_tree($1) t JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) t.relid
+          WHERE t.level OPERATOR(pg_catalog.>) 0 AND c.relnamespace OPERATOR(pg_catalog.<>) $2
+            AND (c.relnamespace OPERATOR(pg_catalog.=) ANY ($3) OR c.relowner OPERATOR(pg_catalog.=) ANY ($4))
+          LIMIT 1",
+        &[log.into(), olaclick.into(), schemas.to_vec().into(), roles.to_vec().into()],
+    )
+    .ok()
+    .flatten()
+}
+
+/// Whether `oid` is a foreign table.
+fn is_foreign(oid: pg_sys::Oid) -> bool {
+    // SAFETY: a syscache lookup; '\0' for a missing relation.
+    oid != pg_sys::Oid::INVALID
+        && unsafe { pg_sys::get_rel_relkind(oid) }
+            == pg_sys::RELKIND_FOREIGN_TABLE as std::ffi::c_char
 }
 
 /// Whether `oid` is a partition of `log`, or of one of its partitions.

@@ -381,6 +381,18 @@ impl Refusal {
         )
     }
 
+    /// A foreign table made a partition of the log: olaclick can't keep
+    /// rows it doesn't store append-only (nor guard the table: foreign tables
+    /// take no TRUNCATE trigger and no row-level security).
+    pub fn log_partition_foreign(table: &str) -> Refusal {
+        new(
+            Kind::NotATable,
+            format!("olaclick.audit_log's partitions must be tables: {table} is a foreign table"),
+            format!("A statement tried to make the foreign table {table} a partition of olaclick.audit_log, whose rows olaclick keeps append-only."),
+            "Archive old months with olaclick.audit_purge(older_than, archive_to) and move the archive where you like.",
+        )
+    }
+
     pub fn purge_archive_denied(schema: &str) -> Refusal {
         new(
             Kind::PurgeArchiveDenied,

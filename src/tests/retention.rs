@@ -243,4 +243,55 @@ mod tests {
         assert_fails("SELECT olaclick.maintain()", "42501");
         back_to_superuser();
     }
+
+    #[pg_test]
+    fn a_partition_outside_olaclick_stays_and_no_foreign_table_joins() {
+        steps("");
+        // A DBA's month in a schema of theirs, owned by a role of theirs.
+        Spi::run(
+            "CREATE ROLE audit_keeper;
+             CREATE SCHEMA keep AUTHORIZATION audit_keeper;
+             CREATE TABLE keep.audit_2099 (LIKE olaclick.audit_log_default INCLUDING CONSTRAINTS);
+             ALTER TABLE keep.audit_2099 OWNER TO audit_keeper;
+             ALTER TABLE olaclick.audit_log ATTACH PARTITION keep.audit_2099
+               FOR VALUES FROM ('2099-01-01+00') TO ('2100-01-01+00')",
+        )
+        .unwrap();
+        for sql in ["DROP SCHEMA keep CASCADE", "DROP OWNED BY audit_keeper"] {
+            let message = assert_fails(sql, "42501");
+            assert!(message.contains("keep.audit_2099"), "{message}");
+        }
+        assert!(one::<bool>(
+            "SELECT to_regclass('keep.audit_2099') IS NOT NULL"
+        ));
+        // Drops that take no partition pass the guard.
+        Spi::run(
+            "CREATE SCHEMA scratch; CREATE TABLE scratch.t (); DROP SCHEMA scratch CASCADE;
+             CREATE ROLE nobody_much; DROP OWNED BY nobody_much; DROP ROLE nobody_much",
+        )
+        .unwrap();
+        // A foreign table can't be one: olaclick couldn't keep its rows.
+        Spi::run(
+            "CREATE FOREIGN DATA WRAPPER audit_fdw; CREATE SERVER audit_far FOREIGN DATA WRAPPER audit_fdw;
+             CREATE FOREIGN TABLE public.audit_loose (id bigint NOT NULL, restaurant_id integer,
+               table_name text NOT NULL, op text NOT NULL, old_row jsonb, new_row jsonb, changed_cols text[],
+               actor_user_id integer, db_role text NOT NULL, txid bigint NOT NULL, at timestamptz NOT NULL)
+               SERVER audit_far",
+        )
+        .unwrap();
+        for sql in [
+            "CREATE FOREIGN TABLE public.audit_2098 PARTITION OF olaclick.audit_log
+               FOR VALUES FROM ('2098-01-01+00') TO ('2099-01-01+00') SERVER audit_far",
+            "ALTER TABLE olaclick.audit_log ATTACH PARTITION public.audit_loose
+               FOR VALUES FROM ('2098-01-01+00') TO ('2099-01-01+00')",
+        ] {
+            let message = assert_fails(sql, "42809");
+            assert!(message.contains("partitions must be tables"), "{message}");
+        }
+        assert_ok("DROP FOREIGN TABLE public.audit_loose");
+        assert_eq!(
+            steps(""),
+            vec!["guarded keep.audit_2099 as a partition of the audit log".to_string()]
+        );
+    }
 }
